@@ -1,0 +1,155 @@
+"""The `distillguard` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from distillguard import __version__
+
+app = typer.Typer(
+    help="Find, link, stop and prove distillation campaigns in LLM API traffic.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=False)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    console.print(__version__)
+
+
+@app.command()
+def simulate(
+    preset: Annotated[str, typer.Option(help="World size: small, medium or large.")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed; a seed always gives the same world.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder to write events, accounts, labels and world.json.")] = Path("world"),
+    corpora: Annotated[Optional[Path], typer.Option(help="Folder of real public prompts to mix in (optional).")] = None,
+) -> None:
+    """Write a labelled world of honest users and hidden distillation campaigns."""
+    from distillguard.simulate import simulate as build
+
+    with _progress() as bar:
+        task = bar.add_task(f"simulating {preset} world", total=None)
+        world = build(preset, seed, out, corpora, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    _print_world(world, out)
+
+
+def _print_world(world: dict, out: Path) -> None:
+    t = world["totals"]
+    console.print(f"[bold]{t['exchanges']:,}[/] exchanges from [bold]{t['accounts']:,}[/] accounts "
+                  f"({world['window']['days']} days, new model {world['model_release']['model']} "
+                  f"at {world['model_release']['at']}) written to {escape(str(out))}")
+    table = Table("group", "accounts", "exchanges", "share", title="who is in the world")
+    for name, c in world["campaigns"].items():
+        table.add_row(f"[red]campaign[/] {name}", f"{c['accounts']:,}", f"{c['exchanges']:,}", f"{c['share_of_exchanges']:.1%}")
+    for name, c in world["personas"].items():
+        label = f"{name} [dim](hard negative)[/]" if c["hard_negative"] else name
+        table.add_row(label, f"{c['accounts']:,}", f"{c['exchanges']:,}", f"{c['share_of_exchanges']:.1%}")
+    console.print(table)
+
+
+def _print_ingest(report) -> None:
+    table = Table("table", "files", "rows read", "ingested", "duplicates", "quarantined", title="ingested")
+    for name, r in (("events", report.events), ("accounts", report.accounts)):
+        table.add_row(name, f"{r.files:,}", f"{r.rows_read:,}", f"{r.rows_ingested:,}", f"{r.duplicates:,}",
+                      f"{r.quarantined:,}")
+    console.print(table)
+    reasons = [(name, code, n) for name, r in (("events", report.events), ("accounts", report.accounts))
+               for code, n in sorted(r.quarantine_reasons.items(), key=lambda kv: -kv[1])]
+    if reasons:
+        q = Table("table", "reason", "rows", title="quarantined rows (kept in the workspace with file and line)")
+        for name, code, n in reasons:
+            q.add_row(name, escape(code), f"{n:,}")
+        console.print(q)
+    for name, r in (("events", report.events), ("accounts", report.accounts)):
+        if r.ignored_columns:
+            console.print(f"{name}: ignored extra columns {escape(', '.join(r.ignored_columns))}")
+    console.print(f"accounts seen in events without an accounts row (kept, scanned with unknown metadata): "
+                  f"[bold]{report.unknown_accounts:,}[/]")
+    totals = report.totals
+    console.print("workspace now holds " + ", ".join(f"{v:,} {k}" for k, v in totals.items()))
+
+
+@app.command()
+def ingest(
+    events: Annotated[Optional[list[str]], typer.Option(help="Events: a Parquet, JSON Lines or CSV file, a folder or a glob. Repeatable.")] = None,
+    accounts: Annotated[Optional[list[str]], typer.Option(help="Accounts: a file, a folder or a glob. Repeatable.")] = None,
+    workspace: Annotated[Path, typer.Option(help="Workspace folder (DuckDB catalog plus Parquet).")] = Path(".distillguard"),
+) -> None:
+    """Validate, normalize and store traffic; quarantine bad rows with their reasons."""
+    from distillguard.ingest import IngestError
+    from distillguard.ingest import ingest as run
+
+    if not events and not accounts:
+        raise typer.BadParameter("give --events and/or --accounts")
+    try:
+        report = _ingest_with_progress(run, events or [], accounts or [], workspace)
+    except IngestError as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    _print_ingest(report)
+
+
+def _ingest_with_progress(run, events, accounts, workspace):
+    with _progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def update(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        return run(events=events, accounts=accounts, workspace=workspace, progress=update)
+
+
+@app.command()
+def demo(
+    preset: Annotated[str, typer.Option(help="World size.")] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workdir: Annotated[Path, typer.Option(help="Folder for the world and the workspace.")] = Path("demo"),
+    corpora: Annotated[Optional[Path], typer.Option(help="Folder of real public prompts to mix in (optional).")] = None,
+) -> None:
+    """The main job on the embedded default: simulate a world, ingest it, summarize."""
+    from distillguard.ingest import ingest as run
+    from distillguard.simulate import simulate as build
+    from distillguard.simulate.redelivery import write_redelivery
+
+    world_dir = workdir / "world"
+    with _progress() as bar:
+        task = bar.add_task(f"simulating {preset} world", total=None)
+        world = build(preset, seed, world_dir, corpora, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    _print_world(world, world_dir)
+    # Real pipelines deliver some logs twice and damage a few lines on the way.
+    late = write_redelivery(world_dir / "events.parquet", workdir / "redelivered", seed=seed)
+    console.print(f"also ingesting {escape(str(late))}: a re-delivered log with duplicates and damaged lines")
+    report = _ingest_with_progress(run, [str(world_dir / "events.parquet"), str(late)],
+                                   [str(world_dir / "accounts.parquet")], workdir / "workspace")
+    _print_ingest(report)
+
+
+@app.command()
+def schema() -> None:
+    """Print the traffic contract as Markdown (the source of docs/schema.md)."""
+    from distillguard.schema.docs import render
+
+    typer.echo(render())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
