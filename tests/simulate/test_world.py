@@ -137,10 +137,11 @@ def test_shared_infrastructure_is_common_among_honest_accounts(world):
 
 def test_no_fixed_string_marks_a_campaign(world):
     _, _, con = world
+    # Opening prompts only: "thanks!" as a follow-up is everybody's.
     for campaign, top_share in q(con, """
             SELECT campaign, max(n) / sum(n) FROM (
               SELECT campaign, prompt, count(*) AS n FROM events JOIN labels USING (account_id)
-              WHERE campaign IS NOT NULL GROUP BY ALL) GROUP BY campaign"""):
+              WHERE campaign IS NOT NULL AND coalesce(turn, 0) = 0 GROUP BY ALL) GROUP BY campaign"""):
         assert top_share < 0.01, f"{campaign}: one prompt is {top_share:.1%} of its exchanges"
     # The user agents campaigns use are also used by honest accounts.
     for campaign, honest_users in q(con, """
