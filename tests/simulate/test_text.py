@@ -7,6 +7,7 @@ campaign must not even share a template.
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,8 @@ import pytest
 
 from distillguard.simulate.text import FAMILIES, LANGUAGES, TextSource, estimate_tokens
 
-CORPORA = Path("/work/shared/corpora")
+# The shared corpora sit beside the repository (never inside it); optional everywhere.
+CORPORA = Path(os.environ.get("DISTILLGUARD_CORPORA", Path(__file__).resolve().parents[3] / "shared" / "corpora"))
 PHRASEBOOK = Path(__file__).resolve().parents[2] / "src" / "distillguard" / "simulate" / "phrasebook"
 ENTERPRISE = [f for f in FAMILIES if f.startswith("enterprise_")]
 CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -8,6 +8,8 @@ persona, so only their combination (and the network) separates them.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -205,3 +207,25 @@ def test_hard_negatives_share_a_campaign_tell(world):
     org = q(con, """SELECT max(k) FROM (SELECT count(*) AS k FROM accounts JOIN labels USING (account_id)
         WHERE persona = 'enterprise_batch' GROUP BY payment_fingerprint)""")[0][0]
     assert org >= 2
+
+
+CORPORA = Path(os.environ.get("DISTILLGUARD_CORPORA", Path(__file__).resolve().parents[3] / "shared" / "corpora"))
+
+
+@pytest.mark.skipif(not CORPORA.is_dir(), reason="no corpora folder beside the repository")
+def test_a_world_with_corpora_mixes_real_prompts_on_both_sides(tmp_path):
+    from distillguard.simulate.text import TextSource
+
+    info = simulate("small", 3, tmp_path, corpora=CORPORA)
+    assert info["corpora"] is True
+    corpora = TextSource(CORPORA)._corpora
+    real = set(corpora["human"])
+    events = pq.read_table(tmp_path / "events.parquet", columns=["account_id", "prompt"]).to_pydict()
+    campaign = dict(zip(*pq.read_table(tmp_path / "labels.parquet", columns=["account_id", "campaign"]).to_pydict().values()))
+    honest_real = sum(1 for a, p in zip(events["account_id"], events["prompt"]) if campaign[a] is None and p in real)
+    assert honest_real > 100
+    # Real public instructions appear as seed questions inside campaign prompts too.
+    seeds = [s for s in corpora["distillation"] if len(s) > 40][:2000]
+    attacker_prompts = [p for a, p in zip(events["account_id"], events["prompt"]) if campaign[a] is not None]
+    sample = attacker_prompts[:3000]
+    assert any(s in p for p in sample for s in seeds[:300])
