@@ -39,11 +39,12 @@ def write_redelivery(events: Path, out_dir: Path, seed: int = 0, rows: int = 2_0
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "events-redelivered.jsonl"
     n = first.num_rows
-    broken = set(rng.choice(n, max(1, int(n * damaged)), replace=False).tolist())
+    picked = np.sort(rng.choice(n, max(1, int(n * damaged)), replace=False))
+    broken = {int(i): DAMAGE[k % len(DAMAGE)] for k, i in enumerate(picked)}  # each kind equally often
     with path.open("wb") as f:
         for i, row in enumerate(first.to_pylist()):
             row["ts"] = row["ts"].isoformat()
             line = json.dumps(row, ensure_ascii=False)
-            f.write(_damage(line, DAMAGE[i % len(DAMAGE)]) if i in broken else line.encode())
+            f.write(_damage(line, broken[i]) if i in broken else line.encode())
             f.write(b"\n")
     return path
