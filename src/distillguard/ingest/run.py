@@ -1,0 +1,427 @@
+"""ingest(): read input files, validate every row, and commit what is new, atomically.
+
+The batch goes through four steps, each a query from tables to a table:
+
+  stage     each input file -> tmp/<batch>/stage/<table>/*.parquet: every record,
+            typed, with _reason NULL (good) or a reason code (bad)
+  dedupe    good staged rows -> new rows: first occurrence of each request_id,
+            not already stored (events); latest row per account that differs
+            from the stored version (accounts)
+  quarantine bad staged rows -> quarantine rows
+  commit    parts renamed into place, then the manifest in one transaction
+
+Staging makes every step restartable and bounded in memory: text files are read
+in chunks, Parquet and the de-duplication joins are run by the engine, which
+spills to tmp/ when the data is larger than memory.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from distillguard.engine import Engine, EngineError, EngineLocked, ident, literal
+from distillguard.ingest import readers
+from distillguard.ingest.readers import Unreadable
+from distillguard.ingest.report import FileReport, IngestReport, TableReport
+from distillguard.ingest.sources import IngestError, Source, expand, fingerprint
+from distillguard.ingest.validate import POS_STRIDE, SQL_TYPES, WS, Column, blank, shown, validation_sql
+from distillguard.ingest.workspace import (
+    CATALOG, DATA_TABLES, MANIFEST_DDL, QUARANTINE_COLUMNS, current_accounts_sql, fsync_path, parts_sql,
+    read_manifest, stored_columns, workspace_counts,
+)
+from distillguard.schema.contract import ACCOUNTS, CONTRACT_VERSION, EVENTS, Table
+
+ProgressFn = Callable[[str, int, int], None]
+TABLES = {"events": EVENTS, "accounts": ACCOUNTS}
+PART_SIZE = "512MB"  # stored parts are split at about this size
+STAGE_COMPRESSION = "lz4_raw"  # staged files are read once: favour speed over size
+ENGINE_BATCH = 8192  # rows per Arrow batch handed to the engine (lets it use every core)
+
+
+def ingest(
+    events: Sequence[str | Path] = (),
+    accounts: Sequence[str | Path] = (),
+    workspace: str | Path = ".distillguard",
+    *,
+    progress: ProgressFn | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> IngestReport:
+    """Ingest events and accounts files into the workspace and report what happened.
+
+    Sources are files, folders (read recursively) or globs. Bad rows never raise:
+    they are quarantined with a reason. IngestError is raised, before anything is
+    written, for a missing path or an unsupported file type, and when another
+    ingest holds the workspace.
+    """
+    plan = {"events": expand(events, "events"), "accounts": expand(accounts, "accounts")}
+    root = Path(workspace).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise IngestError(f"workspace {workspace} is a file, not a folder")
+    for d in (root, root / "tmp", *(root / t for t in DATA_TABLES)):
+        d.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = Engine.open(root / CATALOG, memory_limit=memory_limit or _half_of_memory(),
+                             temp_directory=root / "tmp" / "spill", threads=threads)
+    except EngineLocked as e:
+        raise IngestError(f"workspace {workspace} is busy: another ingest is running") from e
+    with engine:
+        return _Batch(engine, root, progress or (lambda label, done, total: None)).run(plan)
+
+
+def _half_of_memory() -> str | None:
+    try:
+        return f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2 // (1 << 20)}MiB"
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class _Batch:
+    def __init__(self, engine: Engine, root: Path, progress: ProgressFn):
+        self.engine, self.root, self.progress = engine, root, progress
+        engine.execute(MANIFEST_DDL, step="create manifest")
+        self._clean()
+        self.batch_id, self.started = self._new_batch_id()
+        self.tmp = root / "tmp" / self.batch_id
+        self.installed: list[Path] = []
+
+    # --- housekeeping ------------------------------------------------------
+    def _clean(self) -> None:
+        """Remove what an interrupted ingest left: staging folders and orphan parts."""
+        for p in (self.root / "tmp").iterdir():
+            if p.name != "spill":
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        committed = {Path(p) for paths in read_manifest(self.engine, self.root).values() for p in paths}
+        for table in DATA_TABLES:
+            for part in (self.root / table).glob("*.parquet"):
+                if part not in committed:
+                    part.unlink(missing_ok=True)
+
+    def _new_batch_id(self) -> tuple[str, datetime]:
+        """A UTC time stamp; later batches sort later (the accounts view relies on it)."""
+        now = datetime.now(timezone.utc)
+        (last,) = self.engine.rows("SELECT max(batch_id) FROM batches")[0]
+        if last and now.strftime("%Y%m%dT%H%M%S.%fZ") <= last:
+            now = datetime.strptime(last, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=timezone.utc) + timedelta(microseconds=1)
+        return now.strftime("%Y%m%dT%H%M%S.%fZ"), now
+
+    # --- the batch ---------------------------------------------------------
+    def run(self, plan: dict[str, list[Source]]) -> IngestReport:
+        try:
+            known = {t: {fp for (fp,) in self.engine.rows("SELECT fingerprint FROM sources WHERE table_name = ?", [t])}
+                     for t in TABLES}
+            fps = self._fingerprints(plan)
+            files: dict[str, list[FileReport]] = {}
+            ignored: dict[str, set[str]] = {}
+            for name, table in TABLES.items():
+                files[name], ignored[name] = self._stage_table(table, plan[name], fps, known[name])
+            for name in TABLES:
+                if staged := self._staged(name):
+                    ignored[name] |= {k for (k,) in self.engine.rows(
+                        f"SELECT DISTINCT unnest(_extra) FROM ({staged})", step="collect extra keys")}
+            parts = self._write_outputs()
+            counted = {name: self._file_reports(name, files[name], parts) for name in TABLES}
+            reports = {name: TableReport.of(name, counted[name], ignored[name]) for name in TABLES}
+            committed = bool(any(not f.skipped for fs in counted.values() for f in fs) or any(parts.values()))
+            if committed:
+                installed = self._install(parts)
+                sources = [(name, f) for name, fs in counted.items() for f in fs if not f.skipped and f.fingerprint]
+                self.progress("committing", 0, 1)
+                commit_manifest(self.engine, self.root, self.batch_id, installed, sources, reports)
+                self.progress("committing", 1, 1)
+            totals = self._totals()
+            return IngestReport(
+                batch_id=self.batch_id, workspace=str(self.root), committed=committed,
+                events=reports["events"], accounts=reports["accounts"],
+                unknown_accounts=totals.pop("unknown_accounts"), totals=totals,
+            )
+        finally:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Remove this batch's files unless it was committed. (Left behind after a
+        hard crash, they are ignored by readers and removed by the next ingest.)"""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        try:
+            committed = self.engine.rows("SELECT count(*) FROM batches WHERE batch_id = ?", [self.batch_id])[0][0]
+        except EngineError:
+            return
+        if not committed:
+            for part in self.installed:  # renamed into place, never committed
+                part.unlink(missing_ok=True)
+
+    def _fingerprints(self, plan: dict[str, list[Source]]) -> dict[Path, str | None]:
+        total, done, fps = sum(s.size for ss in plan.values() for s in ss), 0, {}
+        for sources in plan.values():
+            for s in sources:
+                def step(n: int) -> None:
+                    nonlocal done
+                    done += n
+                    self.progress("hashing", done, total)
+                try:
+                    fps[s.path] = fingerprint(s.path, step)
+                except OSError:
+                    fps[s.path] = None  # reported as unreadable when staged
+        return fps
+
+    # --- stage -------------------------------------------------------------
+    def _stage_table(self, table: Table, sources: list[Source], fps: dict, known: set[str]):
+        total, done = sum(s.size for s in sources), 0
+        reports, ignored, seen = [], set(), set()
+        for index, src in enumerate(sources):
+            fp = fps[src.path]
+            if fp is not None and (fp in known or fp in seen):
+                reports.append(FileReport(str(src.path), src.format, src.size, fp, skipped=True))
+            else:
+                seen.add(fp)
+
+                def step(pos: int, base: int = done, size: int = src.size) -> None:
+                    self.progress(table.name, base + min(pos, size), total)
+                out = self.tmp / "stage" / table.name / f"{index:06d}"  # this source's staged files
+                out.mkdir(parents=True)
+                try:
+                    if fp is None:
+                        raise Unreadable("cannot read the file (permission denied or an I/O error)")
+                    ignored |= getattr(self, f"_stage_{src.format}")(table, src, index, out, step)
+                except Unreadable as e:
+                    shutil.rmtree(out)  # whatever was written before the failure
+                    out.mkdir()
+                    self._stage_failure(table, src, index, out, str(e))
+                reports.append(FileReport(str(src.path), src.format, src.size, fp))
+            done += src.size
+            self.progress(table.name, done, total)
+        return reports, ignored
+
+    def _stage_parquet(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
+        path = literal(str(src.path))
+        try:
+            described = self.engine.rows(f"DESCRIBE SELECT * FROM read_parquet({path})", step=f"read {src.path}")
+            types = {name: typ for name, typ, *_ in described}
+            columns = {f.name: Column(f"_src.{ident(f.name)}", types[f.name]) for f in table.fields if f.name in types}
+            row = ", ".join(f"{ident(c)} := {ident(c)}" for c in types)
+            relation = (f"SELECT file_row_number + 1 AS _line, NULL::VARCHAR AS _frame, NULL::VARCHAR AS _frame_detail, "
+                        f"struct_pack({row}) AS _src FROM read_parquet({path}, file_row_number = true)")
+            sql = validation_sql(table, relation, columns, raw="encode(to_json(_src))",
+                                 source_file=str(src.path), file_index=index)
+            # One file per thread: a Parquet source is scanned in parallel and so is written.
+            self.engine.copy_to_parquet(sql, out, step=f"validate {src.path}", compression=STAGE_COMPRESSION,
+                                        per_thread=True)
+        except EngineError as e:
+            if not e.input_error:
+                raise
+            raise Unreadable(f"cannot read the Parquet file: {_first_line(e.cause)}") from e
+        return set(types) - set(table.names)
+
+    def _stage_jsonl(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
+        chunks = _started(readers.jsonl_chunks(src.path, step))
+        # Every value as text (strings unescaped) from one parse of the line.
+        spec = literal(json.dumps({f.name: "VARCHAR" for f in table.fields}))
+        opens = f"starts_with(_text, '{{') OR starts_with(ltrim(_text, {WS}), '{{')"
+        relation = f"""
+            SELECT _line, _raw, _text, _j,
+              CASE WHEN _frame0 IS NOT NULL THEN _frame0
+                   WHEN NOT ({opens}) THEN CASE WHEN json_valid(_text) THEN 'not_an_object' ELSE 'malformed_json' END
+                   WHEN _j IS NULL THEN 'malformed_json' END AS _frame,
+              CASE WHEN _frame0 IS NOT NULL THEN _detail0
+                   WHEN NOT ({opens}) AND json_valid(_text) THEN 'a JSON value that is not an object: ' || {shown('_text')}
+                   WHEN _j IS NULL OR NOT ({opens}) THEN 'not valid JSON: ' || {shown('_text')} END AS _frame_detail
+            FROM (SELECT _line, _raw, _text, _frame AS _frame0, _frame_detail AS _detail0,
+                         TRY(from_json(_text, {spec})) AS _j
+                  FROM chunk WHERE _text IS NULL OR NOT {blank('_text')})"""
+        columns = {f.name: Column(f"_j.{ident(f.name)}", json_type=f"json_type(_text, {literal('$.' + f.name)})")
+                   for f in table.fields}
+        names = "[" + ", ".join(literal(n) for n in table.names) + "]"
+        extra = f"CASE WHEN _frame IS NULL THEN list_filter(json_keys(_text), k -> NOT list_contains({names}, k)) END"
+        sql = validation_sql(table, relation, columns, source_file=str(src.path), file_index=index, extra=extra)
+        self._copy_stream(chunks, readers.JSONL_SCHEMA, sql, out / "text.parquet", src)
+        return set()  # extra keys vary by line: they are collected from _extra
+
+    def _stage_csv(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
+        pairs = _started(readers.csv_chunks(src.path, step))
+        first = next(pairs, None)
+        if first is None:
+            return set()  # an empty file
+        header = first[0]
+        position: dict[str, int] = {}
+        for i, name in enumerate(header):
+            position.setdefault(name, i + 1)
+        n = len(header)
+        relation = f"""
+            SELECT _line, _raw, _fields,
+              CASE WHEN _frame0 IS NOT NULL THEN _frame0 WHEN len(_fields) <> {n} THEN 'malformed_csv' END AS _frame,
+              CASE WHEN _frame0 IS NOT NULL THEN _detail0
+                   WHEN len(_fields) <> {n} THEN 'expected {n} fields as in the header, got ' || len(_fields)
+              END AS _frame_detail
+            FROM (SELECT _line, _raw, _fields, _frame AS _frame0, _frame_detail AS _detail0
+                  FROM chunk WHERE _fields IS NULL OR len(_fields) > 0)"""
+        columns = {f.name: Column(f"_fields[{position[f.name]}]") for f in table.fields if f.name in position}
+        sql = validation_sql(table, relation, columns, source_file=str(src.path), file_index=index)
+        chunks = itertools.chain([first[1]], (chunk for _, chunk in pairs))
+        self._copy_stream(chunks, readers.CSV_SCHEMA, sql, out / "text.parquet", src)
+        return set(header) - set(table.names)
+
+    def _copy_stream(self, chunks: Iterator[pa.Table], schema: pa.Schema, sql: str, path: Path, src: Source) -> None:
+        """Run one query over all chunks of a file: the engine pulls them as it goes,
+        so the file is never in memory and the query is planned once."""
+        batches = (b for c in chunks for b in c.select(schema.names).cast(schema).to_batches(ENGINE_BATCH))
+        self.engine.register("chunk", pa.RecordBatchReader.from_batches(schema, batches))
+        try:
+            self.engine.copy_to_parquet(sql, path, step=f"validate {src.path}", compression=STAGE_COMPRESSION)
+        finally:
+            self.engine.unregister("chunk")
+
+    def _stage_failure(self, table: Table, src: Source, index: int, out: Path, detail: str) -> None:
+        """One quarantine record standing for a whole file that could not be read."""
+        cols = ", ".join(f"CAST(NULL AS {SQL_TYPES[f.kind]}) AS {ident(f.name)}" for f in table.fields)
+        self.engine.copy_to_parquet(
+            f"SELECT {cols}, {literal(str(src.path))} AS _source_file, CAST(NULL AS BIGINT) AS _source_line, "
+            f"CAST({index * POS_STRIDE} AS BIGINT) AS _pos, 'unreadable_file' AS _reason, {literal(detail)} AS _detail, "
+            f"CAST(NULL AS BLOB) AS _raw, CAST(NULL AS VARCHAR[]) AS _extra",
+            out / "failed.parquet", step="stage unreadable file")
+
+    # --- dedupe and quarantine ---------------------------------------------
+    def _staged(self, table: str) -> str | None:
+        """Every staged record of a table (each source has a folder of staged files)."""
+        folder = self.tmp / "stage" / table
+        if not any(folder.glob("*/*.parquet")):
+            return None
+        return f"SELECT * FROM read_parquet({literal(str(folder / '*' / '*.parquet'))}, union_by_name = true)"
+
+    def _write_outputs(self) -> dict[str, list[Path]]:
+        """New events, new account versions and quarantine rows, as Parquet parts under tmp/."""
+        manifest = read_manifest(self.engine, self.root)
+        batch = literal(self.batch_id)
+        queries = {}
+        if staged := self._staged("events"):
+            fields = ", ".join(ident(f.name) for f in EVENTS.fields)
+            existing = parts_sql(manifest["events"], {"request_id": "VARCHAR"})
+            # The staged rows are scanned twice, narrow then wide, rather than shared
+            # through a CTE: the engine would materialize a shared CTE, every column of it.
+            queries["events"] = f"""
+                WITH firsts AS (SELECT request_id, min(_pos) AS _pos FROM ({staged}) WHERE _reason IS NULL
+                                GROUP BY request_id),
+                fresh AS (SELECT _pos FROM firsts f ANTI JOIN ({existing}) e ON f.request_id = e.request_id)
+                SELECT {fields}, {batch} AS _batch_id, _source_file, _source_line
+                FROM ({staged}) g SEMI JOIN fresh USING (_pos) WHERE _reason IS NULL"""
+        if staged := self._staged("accounts"):
+            fields = ", ".join(ident(f.name) for f in ACCOUNTS.fields)
+            current = current_accounts_sql(parts_sql(manifest["accounts"], stored_columns(ACCOUNTS)))
+            same = " AND ".join(f"l.{ident(f.name)} IS NOT DISTINCT FROM c.{ident(f.name)}" for f in ACCOUNTS.fields)
+            # Within one input the last row of an account wins; a row equal to the
+            # stored version is a duplicate; any other is a new version.
+            queries["accounts"] = f"""
+                WITH latest AS (SELECT * FROM ({staged}) WHERE _reason IS NULL
+                                QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY _pos DESC) = 1)
+                SELECT {fields}, {batch} AS _batch_id, _source_file, _source_line
+                FROM latest l ANTI JOIN ({current}) c ON {same}"""
+        bad = [f"""SELECT {batch} AS batch_id, {literal(t)} AS table_name, _source_file AS source_file,
+                          _source_line AS source_line, _reason AS reason, _detail AS detail, _raw AS raw,
+                          {literal(self.started.isoformat())}::TIMESTAMPTZ AS ingested_at
+                   FROM ({staged}) WHERE _reason IS NOT NULL""" for t in TABLES if (staged := self._staged(t))]
+        if bad:
+            cols = ", ".join(f"CAST({ident(c)} AS {t}) AS {ident(c)}" for c, t in QUARANTINE_COLUMNS.items())
+            queries["quarantine"] = f"SELECT {cols} FROM ({' UNION ALL '.join(bad)})"
+        parts: dict[str, list[Path]] = {t: [] for t in DATA_TABLES}
+        for i, (table, sql) in enumerate(queries.items()):
+            self.progress("writing", i, len(queries))
+            folder = self.tmp / "out" / table
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            self.engine.copy_to_parquet(sql, folder, step=f"write {table}", file_size_bytes=PART_SIZE)
+            for part in sorted(folder.glob("*.parquet")):
+                if pq.ParquetFile(part).metadata.num_rows:
+                    parts[table].append(part)
+        self.progress("writing", len(queries), len(queries))
+        return parts
+
+    def _file_reports(self, table: str, files: list[FileReport], parts: dict[str, list[Path]]) -> list[FileReport]:
+        """rows_read, quarantined (by reason) and rows_ingested per file; duplicates are the rest."""
+        staged = self._staged(table)
+        if staged is None:
+            return files
+        read = dict(self.engine.rows(f"SELECT _source_file, count(*) FROM ({staged}) GROUP BY 1"))
+        reasons: dict[str, dict[str, int]] = {}
+        for path, reason, n in self.engine.rows(
+                f"SELECT _source_file, _reason, count(*) FROM ({staged}) WHERE _reason IS NOT NULL "
+                f"GROUP BY ALL ORDER BY 3 DESC, 2"):
+            reasons.setdefault(path, {})[reason] = n
+        stored = {}
+        if parts[table]:
+            paths = ", ".join(literal(str(p)) for p in parts[table])
+            stored = dict(self.engine.rows(f"SELECT _source_file, count(*) FROM read_parquet([{paths}]) GROUP BY 1"))
+        out = []
+        for f in files:
+            if f.skipped:
+                out.append(f)
+                continue
+            n, q, i = read.get(f.path, 0), sum(reasons.get(f.path, {}).values()), stored.get(f.path, 0)
+            out.append(FileReport(f.path, f.format, f.bytes, f.fingerprint, rows_read=n, rows_ingested=i,
+                                  duplicates=n - q - i, quarantined=q, quarantine_reasons=reasons.get(f.path, {})))
+        return out
+
+    # --- commit ------------------------------------------------------------
+    def _install(self, parts: dict[str, list[Path]]) -> list[tuple[str, Path]]:
+        """fsync the new parts and rename them into place (still invisible: not in the manifest)."""
+        installed = []
+        for table, paths in parts.items():
+            for n, part in enumerate(paths):
+                fsync_path(part)
+                target = self.root / table / f"{self.batch_id}-{n:04d}.parquet"
+                os.replace(part, target)
+                self.installed.append(target)
+                installed.append((table, target))
+            fsync_path(self.root / table)
+        return installed
+
+    def _totals(self) -> dict[str, int]:
+        manifest = read_manifest(self.engine, self.root)
+        rows = dict(self.engine.rows("SELECT table_name, sum(rows)::BIGINT FROM parts GROUP BY 1"))
+        (batches,) = self.engine.rows("SELECT count(*) FROM batches")[0]
+        return workspace_counts(self.engine, parts_sql(manifest["events"], stored_columns(EVENTS)),
+                                parts_sql(manifest["accounts"], stored_columns(ACCOUNTS)), rows, batches)
+
+
+def commit_manifest(engine: Engine, root: Path, batch_id: str, installed: list[tuple[str, Path]],
+                    sources: list[tuple[str, FileReport]], reports: dict[str, TableReport]) -> None:
+    """The commit point: the batch, its parts and its sources, and fresh views, in one transaction."""
+    with engine.transaction("commit manifest"):
+        report = {name: {k: v for k, v in r.__dict__.items() if k != "file_reports"} for name, r in reports.items()}
+        engine.execute("INSERT INTO batches VALUES (?, ?, ?, ?)",
+                       [batch_id, datetime.now(timezone.utc), CONTRACT_VERSION, json.dumps(report)])
+        for table, path in installed:
+            engine.execute("INSERT INTO parts VALUES (?, ?, ?, ?, ?)",
+                           [batch_id, table, path.relative_to(root).as_posix(),
+                            pq.ParquetFile(path).metadata.num_rows, path.stat().st_size])
+        for table, f in sources:
+            engine.execute("INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [batch_id, table, f.path, f.fingerprint, f.bytes,
+                            f.rows_read, f.rows_ingested, f.duplicates, f.quarantined])
+        manifest = read_manifest(engine, root)
+        views = {"events": parts_sql(manifest["events"], stored_columns(EVENTS)),
+                 "account_versions": parts_sql(manifest["accounts"], stored_columns(ACCOUNTS)),
+                 "quarantine": parts_sql(manifest["quarantine"], QUARANTINE_COLUMNS)}
+        views["accounts"] = current_accounts_sql("SELECT * FROM account_versions")
+        for name, sql in views.items():
+            engine.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}", step=f"create view {name}")
+
+
+def _started(it: Iterator) -> Iterator:
+    """Start a generator now, so that a file that cannot be opened fails here
+    (as Unreadable) rather than inside the engine that pulls from it."""
+    try:
+        first = next(it)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], it)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

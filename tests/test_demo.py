@@ -1,0 +1,85 @@
+"""End to end: the README's main command, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distillguard.simulate.redelivery import DAMAGE
+
+
+def _cli() -> list[str]:
+    exe = shutil.which("distillguard", path=str(Path(sys.executable).parent))
+    return [exe] if exe else [sys.executable, "-m", "distillguard.cli"]
+
+
+def _table_row(text: str, first_cell: str) -> list[str]:
+    """Cells of the first Rich table row whose first cell is `first_cell`."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("│┃").split("│")]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row {first_cell!r} in output")
+
+
+def _ints(cells: list[str]) -> list[int]:
+    return [int(c.replace(",", "")) for c in cells]
+
+
+def _number(text: str, label: str) -> int:
+    m = re.search(rf"{label}\D*([\d,]+)", text)
+    assert m, f"no {label!r} in output"
+    return int(m.group(1).replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    work = tmp_path_factory.mktemp("demo")
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    run = subprocess.run(_cli() + ["demo", "--preset", "small", "--seed", "0", "--workdir", str(work)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return work, run.stdout
+
+
+def test_demo_ingests_the_whole_world_and_quarantines_only_the_damaged_lines(demo):
+    work, out = demo
+    world = json.loads((work / "world" / "world.json").read_text())
+    # events: files, rows read, ingested, duplicates, quarantined
+    events = _ints(_table_row(out, "events")[1:6])
+    damaged = 20  # 1% of the 2,000 re-delivered lines, 4 of each kind of damage
+    assert events == [2, world["totals"]["exchanges"] + 2_000, world["totals"]["exchanges"], 2_000 - damaged, damaged]
+    accounts = _ints(_table_row(out, "accounts")[1:6])
+    assert accounts[2] == accounts[1] and accounts[4] == 0
+    reasons = {cells[1]: int(cells[2]) for cells in
+               ([c.strip() for c in line.strip().strip("│").split("│")] for line in out.splitlines())
+               if len(cells) == 3 and cells[0] == "events" and cells[2].isdigit()}
+    # Each kind of damage earns its own reason, four lines each.
+    assert sorted(reasons.values()) == [damaged // len(DAMAGE)] * len(DAMAGE), reasons
+
+
+def test_demo_counts_accounts_seen_only_in_events(demo):
+    work, out = demo
+    assert _number(out, "without an accounts row") > 0
+
+
+def test_demo_rerun_changes_nothing(demo, tmp_path):
+    work, first = demo
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    world = work / "world"
+    again = subprocess.run(_cli() + ["ingest", "--events", str(world / "events.parquet"),
+                                     "--events", str(work / "redelivered"),
+                                     "--accounts", str(world / "accounts.parquet"),
+                                     "--workspace", str(work / "workspace")],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    totals = lambda text: re.search(r"workspace now holds (.*)", text).group(1)
+    assert totals(again.stdout) == totals(first)
+    assert _ints(_table_row(again.stdout, "events")[1:4])[2] == 0  # nothing new ingested
