@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.filesize import decimal
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from rich.table import Table
 
 from distillguard import __version__
@@ -23,9 +25,23 @@ console = Console(stderr=False)
 err = Console(stderr=True)
 
 
+class _Amount(ProgressColumn):
+    """done/total, as sizes for tasks counted in bytes."""
+
+    def render(self, task) -> Text:
+        total = "?" if task.total is None else task.total
+        if task.fields.get("unit") == "bytes" and task.total is not None:
+            return Text(f"{decimal(int(task.completed))}/{decimal(int(task.total))}")
+        return Text(f"{int(task.completed):,}/{total if isinstance(total, str) else f'{int(total):,}'}")
+
+
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), _Amount(),
                     TimeElapsedColumn(), console=err, transient=False)
+
+
+# Ingest reports these steps in counts; everything else (hashing, reading a table) in bytes.
+_COUNTED_STEPS = {"writing", "committing"}
 
 
 @app.command()
@@ -112,7 +128,8 @@ def _ingest_with_progress(run, events, accounts, workspace):
 
         def update(label: str, done: int, total: int) -> None:
             if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
+                unit = "steps" if label in _COUNTED_STEPS else "bytes"
+                tasks[label] = bar.add_task(label, total=total, unit=unit)
             bar.update(tasks[label], completed=done, total=total)
 
         return run(events=events, accounts=accounts, workspace=workspace, progress=update)
