@@ -26,7 +26,7 @@ WORDS = np.array("the quick brown fox jumps over a lazy dog write explain solve 
 
 
 def synthetic(n: int, seed: int = 1) -> pa.Table:
-    """Events shaped like real traffic: ~200-char prompts, ~500-char responses."""
+    """Events shaped like real traffic: ~220-character prompts, ~550-character responses."""
     rng = np.random.default_rng(seed)
     i = np.arange(n)
     text = lambda k: [" ".join(r) for r in WORDS[rng.integers(0, len(WORDS), (n, k))]]  # noqa: E731

@@ -125,7 +125,11 @@ class Engine:
             raise EngineError(step, sql, e) from e
 
     def register(self, name: str, data: pa.Table | pa.RecordBatch | pa.RecordBatchReader) -> None:
-        """Expose Arrow data as a view `name` (a RecordBatchReader is streamed, read once)."""
+        """Expose Arrow data as a view `name` (a RecordBatchReader is streamed, read once).
+
+        Avoid readers fed by a Python generator for large work: the engine's threads
+        call back into Python for every batch, and if the query fails the interpreter
+        can abort at exit. Hand the engine a file instead (see ingest's framing)."""
         if isinstance(data, pa.RecordBatch):
             data = pa.Table.from_batches([data])
         self._con.register(name, data)

@@ -27,7 +27,7 @@ BOM = b"\xef\xbb\xbf"
 
 Progress = Callable[[int], None]  # bytes of the file consumed so far
 
-# The chunks handed to the engine.
+# The chunks handed to the engine (through a Parquet file).
 _FRAMING = [("_line", pa.int64()), ("_raw", pa.binary()), ("_frame", pa.string()), ("_frame_detail", pa.string())]
 JSONL_SCHEMA = pa.schema([*_FRAMING, ("_text", pa.string())])
 CSV_SCHEMA = pa.schema([*_FRAMING, ("_fields", pa.list_(pa.string()))])
@@ -178,8 +178,9 @@ def _frames(details: list | None, n: int, reason: str) -> dict[str, pa.Array]:
 
 
 def jsonl_chunks(path: Path, progress: Progress) -> Iterator[pa.Table]:
-    """Chunks of lines: _line, _raw (without the newline), _text (NULL when not
-    UTF-8), _frame, _frame_detail. Blank lines are included; the SQL skips them."""
+    """Chunks of lines: _line, _text (the line without its newline), _raw (the
+    bytes, only where there is no _text: not UTF-8, or a framing problem),
+    _frame, _frame_detail. Blank lines are included; the SQL skips them."""
     line = 1
     for run in _runs(byte_blocks(path, progress), _last_newline):
         if isinstance(run, _Special):
@@ -196,6 +197,7 @@ def jsonl_chunks(path: Path, progress: Progress) -> Iterator[pa.Table]:
         offsets[0], offsets[1:] = 0, nl - np.arange(n)
         raw = pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(a[~newline])])
         text, details = _utf8(raw)
+        raw = pa.nulls(n, pa.binary()) if details is None else pc.if_else(pc.is_null(text), raw, None)
         yield pa.table({"_line": np.arange(line, line + n, dtype=np.int64), "_raw": raw, "_text": text,
                         **_frames(details, n, "bad_encoding")})
         line += n

@@ -2,22 +2,23 @@
 
 The batch goes through four steps, each a query from tables to a table:
 
-  stage     each input file -> tmp/<batch>/stage/<table>/*.parquet: every record,
-            typed, with _reason NULL (good) or a reason code (bad)
-  dedupe    good staged rows -> new rows: first occurrence of each request_id,
-            not already stored (events); latest row per account that differs
-            from the stored version (accounts)
+  stage      each input file -> tmp/<batch>/stage/<table>/<file>/*.parquet: every
+             record, typed, with _reason NULL (good) or a reason code (bad). Text
+             files are first cut into records by Python (readers.py) and written to
+             tmp/<batch>/frames/, which the engine then validates.
+  dedupe     good staged rows -> new rows: first occurrence of each request_id,
+             not already stored (events); latest row per account that differs
+             from the stored version (accounts)
   quarantine bad staged rows -> quarantine rows
-  commit    parts renamed into place, then the manifest in one transaction
+  commit     parts renamed into place, then the manifest in one transaction
 
-Staging makes every step restartable and bounded in memory: text files are read
-in chunks, Parquet and the de-duplication joins are run by the engine, which
-spills to tmp/ when the data is larger than memory.
+Staging keeps every step bounded in memory: text is handled a chunk at a time,
+and Parquet scans and the de-duplication joins are run by the engine, which
+spills to tmp/ when the data is larger than its memory limit.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ ProgressFn = Callable[[str, int, int], None]
 TABLES = {"events": EVENTS, "accounts": ACCOUNTS}
 PART_SIZE = "512MB"  # stored parts are split at about this size
 STAGE_COMPRESSION = "lz4_raw"  # staged files are read once: favour speed over size
-ENGINE_BATCH = 8192  # rows per Arrow batch handed to the engine (lets it use every core)
+FRAME_ROWS = 16_384  # rows per row group of framed text: the unit the engine parallelizes over
 
 
 def ingest(
@@ -222,7 +223,7 @@ class _Batch:
         return set(types) - set(table.names)
 
     def _stage_jsonl(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
-        chunks = _started(readers.jsonl_chunks(src.path, step))
+        frames = self._frame(readers.jsonl_chunks(src.path, step), readers.JSONL_SCHEMA, src, index)
         # Every value as text (strings unescaped) from one parse of the line.
         spec = literal(json.dumps({f.name: "VARCHAR" for f in table.fields}))
         opens = f"starts_with(_text, '{{') OR starts_with(ltrim(_text, {WS}), '{{')"
@@ -236,21 +237,28 @@ class _Batch:
                    WHEN _j IS NULL OR NOT ({opens}) THEN 'not valid JSON: ' || {shown('_text')} END AS _frame_detail
             FROM (SELECT _line, _raw, _text, _frame AS _frame0, _frame_detail AS _detail0,
                          TRY(from_json(_text, {spec})) AS _j
-                  FROM chunk WHERE _text IS NULL OR NOT {blank('_text')})"""
+                  FROM read_parquet({literal(str(frames))}) WHERE _text IS NULL OR NOT {blank('_text')})"""
         columns = {f.name: Column(f"_j.{ident(f.name)}", json_type=f"json_type(_text, {literal('$.' + f.name)})")
                    for f in table.fields}
+        # Keys the contract does not know, to list in the report. Listing them is all
+        # they are for, and json_keys() parses the line again, so only the first
+        # 1,000 lines and then one line in 64 are looked at.
         names = "[" + ", ".join(literal(n) for n in table.names) + "]"
-        extra = f"CASE WHEN _frame IS NULL THEN list_filter(json_keys(_text), k -> NOT list_contains({names}, k)) END"
-        sql = validation_sql(table, relation, columns, source_file=str(src.path), file_index=index, extra=extra)
-        self._copy_stream(chunks, readers.JSONL_SCHEMA, sql, out / "text.parquet", src)
+        extra = (f"CASE WHEN _frame IS NULL AND (_line <= 1000 OR _line % 64 = 0) "
+                 f"THEN list_filter(json_keys(_text), k -> NOT list_contains({names}, k)) END")
+        sql = validation_sql(table, relation, columns, raw="coalesce(_raw, encode(_text))",
+                             source_file=str(src.path), file_index=index, extra=extra)
+        self._validate(sql, out, src, frames)
         return set()  # extra keys vary by line: they are collected from _extra
 
     def _stage_csv(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
-        pairs = _started(readers.csv_chunks(src.path, step))
-        first = next(pairs, None)
-        if first is None:
-            return set()  # an empty file
-        header = first[0]
+        header: list[str] = []
+
+        def chunks():
+            nonlocal header
+            for header, chunk in readers.csv_chunks(src.path, step):
+                yield chunk
+        frames = self._frame(chunks(), readers.CSV_SCHEMA, src, index)
         position: dict[str, int] = {}
         for i, name in enumerate(header):
             position.setdefault(name, i + 1)
@@ -262,22 +270,29 @@ class _Batch:
                    WHEN len(_fields) <> {n} THEN 'expected {n} fields as in the header, got ' || len(_fields)
               END AS _frame_detail
             FROM (SELECT _line, _raw, _fields, _frame AS _frame0, _frame_detail AS _detail0
-                  FROM chunk WHERE _fields IS NULL OR len(_fields) > 0)"""
+                  FROM read_parquet({literal(str(frames))}) WHERE _fields IS NULL OR len(_fields) > 0)"""
         columns = {f.name: Column(f"_fields[{position[f.name]}]") for f in table.fields if f.name in position}
         sql = validation_sql(table, relation, columns, source_file=str(src.path), file_index=index)
-        chunks = itertools.chain([first[1]], (chunk for _, chunk in pairs))
-        self._copy_stream(chunks, readers.CSV_SCHEMA, sql, out / "text.parquet", src)
+        self._validate(sql, out, src, frames)
         return set(header) - set(table.names)
 
-    def _copy_stream(self, chunks: Iterator[pa.Table], schema: pa.Schema, sql: str, path: Path, src: Source) -> None:
-        """Run one query over all chunks of a file: the engine pulls them as it goes,
-        so the file is never in memory and the query is planned once."""
-        batches = (b for c in chunks for b in c.select(schema.names).cast(schema).to_batches(ENGINE_BATCH))
-        self.engine.register("chunk", pa.RecordBatchReader.from_batches(schema, batches))
-        try:
-            self.engine.copy_to_parquet(sql, path, step=f"validate {src.path}", compression=STAGE_COMPRESSION)
-        finally:
-            self.engine.unregister("chunk")
+    def _frame(self, chunks: Iterator[pa.Table], schema: pa.Schema, src: Source, index: int) -> Path:
+        """Write a text file's records, framed, as Parquet for the engine to validate.
+
+        Python frames, the engine validates, and they meet through a file rather
+        than a stream: the engine reads it in parallel and never calls back into
+        Python, and memory holds one chunk at a time."""
+        path = self.tmp / "frames" / f"{src.format}-{index:06d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(path, schema, compression="lz4", use_dictionary=False, write_statistics=False) as w:
+            for chunk in chunks:
+                w.write_table(chunk.select(schema.names).cast(schema), row_group_size=FRAME_ROWS)
+        return path
+
+    def _validate(self, sql: str, out: Path, src: Source, frames: Path) -> None:
+        self.engine.copy_to_parquet(sql, out, step=f"validate {src.path}", compression=STAGE_COMPRESSION,
+                                    per_thread=True)
+        frames.unlink()
 
     def _stage_failure(self, table: Table, src: Source, index: int, out: Path, detail: str) -> None:
         """One quarantine record standing for a whole file that could not be read."""
@@ -411,16 +426,6 @@ def commit_manifest(engine: Engine, root: Path, batch_id: str, installed: list[t
         views["accounts"] = current_accounts_sql("SELECT * FROM account_versions")
         for name, sql in views.items():
             engine.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}", step=f"create view {name}")
-
-
-def _started(it: Iterator) -> Iterator:
-    """Start a generator now, so that a file that cannot be opened fails here
-    (as Unreadable) rather than inside the engine that pulls from it."""
-    try:
-        first = next(it)
-    except StopIteration:
-        return iter(())
-    return itertools.chain([first], it)
 
 
 def _first_line(error: BaseException) -> str:

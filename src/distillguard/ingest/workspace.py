@@ -57,13 +57,14 @@ def parts_sql(paths: list[str], columns: dict[str, str]) -> str:
         cols = ", ".join(f"CAST(NULL AS {t}) AS {ident(c)}" for c, t in columns.items())
         return f"SELECT {cols} WHERE FALSE"
     names = ", ".join(ident(c) for c in columns)
-    return f"SELECT {names} FROM read_parquet([{', '.join(literal(p) for p in paths)}])"
+    # union_by_name: parts written under an older contract simply lack its newer columns.
+    return f"SELECT {names} FROM read_parquet([{', '.join(literal(p) for p in paths)}], union_by_name = true)"
 
 
 def current_accounts_sql(versions_sql: str) -> str:
     """One row per account: its latest version (batch ids sort by time)."""
     return (f"SELECT * FROM ({versions_sql}) "
-            f"QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY _batch_id DESC, _source_line DESC) = 1")
+            f"QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY _batch_id DESC) = 1")
 
 
 def read_manifest(engine: Engine, root: Path) -> dict[str, list[str]]:
