@@ -20,13 +20,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from distillguard.ingest import ingest
 t = time.perf_counter()
 r = ingest(events=[sys.argv[1]], accounts=[sys.argv[2]], workspace=sys.argv[3])
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": r.events.rows_read,
                   "ingested": r.events.rows_ingested,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mib": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024}))
 """
 
 

@@ -1,6 +1,7 @@
 """Generation time and peak memory of each simulator preset.
 
-Each run is a fresh process (so peak RSS is that run's own), repeated; we report
+Each run is a fresh process; peak RSS is its own VmHWM (ru_maxrss would carry the
+forked parent's peak across exec), repeated; we report
 medians because the machines are shared and noisy.
 
     .venv/bin/python benchmarks/simulate_presets.py --presets small medium large --repeat 3
@@ -18,12 +19,12 @@ import time
 from pathlib import Path
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from distillguard.simulate import simulate
 t = time.perf_counter()
 world = simulate(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
 print(json.dumps({"seconds": time.perf_counter() - t,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mib": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024,
                   "exchanges": world["totals"]["exchanges"], "accounts": world["totals"]["accounts"]}))
 """
 

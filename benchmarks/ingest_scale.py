@@ -1,6 +1,6 @@
 """Ingest throughput on synthetic events (a script, not a test).
 
-    .venv/bin/python tests/ingest/bench_ingest.py [ROWS] [--keep DIR] [--memory-limit 1GB]
+    .venv/bin/python benchmarks/ingest_scale.py [ROWS] [--keep DIR] [--memory-limit 1GB]
 
 Writes ROWS events (default 1,000,000) as Parquet and as JSON Lines, ingests each
 into a fresh workspace in a child process, and prints rows/s and peak RSS. Each
