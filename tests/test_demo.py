@@ -83,3 +83,10 @@ def test_demo_rerun_changes_nothing(demo, tmp_path):
     totals = lambda text: re.search(r"workspace now holds (.*)", text).group(1)
     assert totals(again.stdout) == totals(first)
     assert _ints(_table_row(again.stdout, "events")[1:4])[2] == 0  # nothing new ingested
+
+
+def test_a_bad_preset_is_a_clear_error_not_a_traceback(tmp_path):
+    run = subprocess.run(_cli() + ["simulate", "--preset", "huge", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "unknown preset 'huge'" in run.stderr and "Traceback" not in run.stderr

@@ -58,12 +58,19 @@ def simulate(
     corpora: Annotated[Optional[Path], typer.Option(help="Folder of real public prompts to mix in (optional).")] = None,
 ) -> None:
     """Write a labelled world of honest users and hidden distillation campaigns."""
+    _print_world(_simulate_with_progress(preset, seed, out, corpora), out)
+
+
+def _simulate_with_progress(preset: str, seed: int, out: Path, corpora: Optional[Path]) -> dict:
     from distillguard.simulate import simulate as build
 
-    with _progress() as bar:
-        task = bar.add_task(f"simulating {preset} world", total=None)
-        world = build(preset, seed, out, corpora, progress=lambda d, n: bar.update(task, completed=d, total=n))
-    _print_world(world, out)
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"simulating {preset} world", total=None, unit="days")
+            return build(preset, seed, out, corpora, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    except ValueError as e:  # a bad preset or corpora path: say so, no traceback
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
 
 
 def _print_world(world: dict, out: Path) -> None:
@@ -144,14 +151,10 @@ def demo(
 ) -> None:
     """The main job on the embedded default: simulate a world, ingest it, summarize."""
     from distillguard.ingest import ingest as run
-    from distillguard.simulate import simulate as build
     from distillguard.simulate.redelivery import write_redelivery
 
     world_dir = workdir / "world"
-    with _progress() as bar:
-        task = bar.add_task(f"simulating {preset} world", total=None)
-        world = build(preset, seed, world_dir, corpora, progress=lambda d, n: bar.update(task, completed=d, total=n))
-    _print_world(world, world_dir)
+    _print_world(_simulate_with_progress(preset, seed, world_dir, corpora), world_dir)
     # Real pipelines deliver some logs twice and damage a few lines on the way.
     late = write_redelivery(world_dir / "events.parquet", workdir / "redelivered", seed=seed)
     console.print(f"also ingesting {escape(str(late))}: a re-delivered log with duplicates and damaged lines")

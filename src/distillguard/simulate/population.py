@@ -62,7 +62,8 @@ class Cohort:
         return len(self.ids)
 
 
-def _choice(rng: np.random.Generator, weights: dict, n: int) -> np.ndarray:
+def draw_weighted(rng: np.random.Generator, weights: dict, n: int) -> np.ndarray:
+    """n draws of the keys of `weights`, in proportion to their values."""
     keys = list(weights)
     p = np.array([float(weights[k]) for k in keys])
     return np.array(keys, dtype=object)[rng.choice(len(keys), n, p=p / p.sum())]
@@ -162,9 +163,9 @@ class PopulationBuilder:
             extra["university"] = uni
             country = np.array([unis[u]["country"] for u in uni], dtype=object)
         elif "billing" in spec:
-            country = _choice(rng, spec["billing"], n)
+            country = draw_weighted(rng, spec["billing"], n)
         else:
-            country = _choice(rng, {c: v["weight"] for c, v in self.countries.items()}, n)
+            country = draw_weighted(rng, {c: v["weight"] for c, v in self.countries.items()}, n)
 
         # Groups that share identity: orgs, families and teams, campaign cells.
         cards_mode = spec["cards"]["mode"] if isinstance(spec["cards"], dict) else spec["cards"]
@@ -191,7 +192,7 @@ class PopulationBuilder:
         for c in np.unique(country):
             idx = np.flatnonzero(country == c)
             zones = cat.timezones(c)
-            z = _choice(rng, {k: 1 for k in zones}, len(idx))
+            z = draw_weighted(rng, {k: 1 for k in zones}, len(idx))
             tz_name[idx] = z
             tz_offset[idx] = [zones[k] for k in z]
         if name in ("student_edu", "researcher"):
@@ -203,7 +204,7 @@ class PopulationBuilder:
         for i in np.flatnonzero(mismatch):
             tz_name[i] = all_zones[int(rng.integers(len(all_zones)))][0]
         if spec.get("tz_server"):
-            tz_name = _choice(rng, {"UTC": 3, "Etc/UTC": 1, "+00:00": 1}, n)
+            tz_name = draw_weighted(rng, {"UTC": 3, "Etc/UTC": 1, "+00:00": 1}, n)
 
         # Networks.
         home_ip, home_asn = self._home(rng, country)
@@ -237,7 +238,7 @@ class PopulationBuilder:
         p_home = np.full(n, float(spec["p_home"]))
 
         # Client software: one install per account (an org shares its stack).
-        stacks = _choice(rng, spec["clients"], n)
+        stacks = draw_weighted(rng, spec["clients"], n)
         if cards_mode == "org" or campaign:
             first = np.unique(group, return_index=True)[1]
             stacks = stacks[first][group]
@@ -365,11 +366,11 @@ class PopulationBuilder:
         elif cards_mode == "org":
             domain = np.array([f"{cat.stable_hash(seed, 'corp', g, length=8)}.com" for g in group], dtype=object)
         elif "email" in spec:
-            domain = _choice(rng, spec["email"], n)
+            domain = draw_weighted(rng, spec["email"], n)
             catch_all = np.flatnonzero(domain == "catch_all")
             # Bought domains with catch-all mailboxes: a handful shared by many accounts.
             domain[catch_all] = [f"mail{int(k)}.{tld}" for k, tld in
-                                 zip(rng.integers(0, 6, len(catch_all)), _choice(rng, {"xyz": 1, "top": 1, "icu": 1}, len(catch_all)))]
+                                 zip(rng.integers(0, 6, len(catch_all)), draw_weighted(rng, {"xyz": 1, "top": 1, "icu": 1}, len(catch_all)))]
         else:
             domain = np.array([self.countries[c]["email"][int(rng.integers(len(self.countries[c]["email"])))]
                                for c in country], dtype=object)
@@ -390,7 +391,7 @@ class PopulationBuilder:
         phone = np.array([cat.stable_hash(seed, name, "phone", g) for g in phone_group], dtype=object)
         phone[rng.random(n) < 0.3] = None
 
-        account_type = _choice(rng, spec["account_types"], n)
+        account_type = draw_weighted(rng, spec["account_types"], n)
         verified = rng.random(n) < spec["verified"]
 
         signup_ip, signup_asn = home_ip.copy(), home_asn.copy()

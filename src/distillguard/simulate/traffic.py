@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from distillguard.schema import EVENTS
 from distillguard.simulate import catalog as cat
-from distillguard.simulate.population import CAP, DAY, HOUR, NULL_INT, Cohort
+from distillguard.simulate.population import CAP, DAY, HOUR, NULL_INT, Cohort, draw_weighted
 from distillguard.simulate.text import TextSource, estimate_tokens
 
 # Typical reply length (median output tokens) by prompt family.
@@ -44,12 +44,6 @@ def _segment_offsets(starts: np.ndarray, values: np.ndarray) -> np.ndarray:
     head = np.flatnonzero(starts)
     seg = np.cumsum(starts) - 1
     return total - total[head][seg] + values[head][seg]
-
-
-def _pick(rng: np.random.Generator, weights: dict, n: int) -> np.ndarray:
-    keys = list(weights)
-    p = np.array([float(weights[k]) for k in keys])
-    return np.array(keys, dtype=object)[rng.choice(len(keys), n, p=p / p.sum())]
 
 
 @dataclass
@@ -180,13 +174,13 @@ class TrafficGenerator:
         acct = live[rng.choice(len(live), total, p=weight / weight.sum())]
         n_conv = int(conv.max()) + 1 if n_resold else 0
         family = np.concatenate([
-            _pick(rng, spec["resold_families"], n_conv)[conv] if n_resold else np.zeros(0, object),
-            _pick(rng, spec["families"], n_harvest)])
+            draw_weighted(rng, spec["resold_families"], n_conv)[conv] if n_resold else np.zeros(0, object),
+            draw_weighted(rng, spec["families"], n_harvest)])
         follow = spec["followup"]
         if n_resold:
             family[:n_resold] = np.where(turn > 0, [follow.get(f, f) for f in family[:n_resold]], family[:n_resold])
-        lang = np.concatenate([_pick(rng, spec["resold_langs"], n_conv)[conv] if n_resold else np.zeros(0, object),
-                               _pick(rng, spec["langs"], n_harvest)])
+        lang = np.concatenate([draw_weighted(rng, spec["resold_langs"], n_conv)[conv] if n_resold else np.zeros(0, object),
+                               draw_weighted(rng, spec["langs"], n_harvest)])
         return {"acct": acct, "ts": np.concatenate([resold_ts, harvest_ts]),
                 "conv": np.concatenate([conv, np.full(n_harvest, -1)]),
                 "turn": np.concatenate([turn, np.zeros(n_harvest, np.int64)]),
@@ -203,15 +197,15 @@ class TrafficGenerator:
             return c.extra["family"][ev["acct"]], c.lang[ev["acct"]]
         conv = ev["conv"]
         if conv is None:
-            family = _pick(rng, spec["families"], n)
-            lang = _pick(rng, spec["langs"], n) if "langs" in spec else c.lang[ev["acct"]]
+            family = draw_weighted(rng, spec["families"], n)
+            lang = draw_weighted(rng, spec["langs"], n) if "langs" in spec else c.lang[ev["acct"]]
             return family, lang
         n_conv = int(conv.max()) + 1 if n else 0
-        first = _pick(rng, spec["families"], n_conv)[conv]
+        first = draw_weighted(rng, spec["families"], n_conv)[conv]
         follow = spec["followup"]
         mapped = np.array([follow.get(f, f) for f in first], dtype=object) if n else first
         family = np.where(ev["turn"] > 0, mapped, first)
-        lang = (_pick(rng, spec["langs"], n_conv)[conv] if "langs" in spec else c.lang[ev["acct"]])
+        lang = (draw_weighted(rng, spec["langs"], n_conv)[conv] if "langs" in spec else c.lang[ev["acct"]])
         return family, lang
 
     def _prompts(self, c: Cohort, ev: dict, family: np.ndarray, lang: np.ndarray, d: int, rng) -> np.ndarray:
