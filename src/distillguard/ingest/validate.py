@@ -56,11 +56,8 @@ TEXTUAL = NATIVE["int"] | NATIVE["float"] | NATIVE["bool"] | NATIVE["timestamp"]
 
 
 def is_country(field: Field) -> bool:
-    """ISO 3166 alpha-2 fields, recognised from their declared meaning.
-
-    (The contract has no format attribute yet; when it gains one, use it here.)
-    """
-    return "ISO 3166 alpha-2" in field.meaning
+    """ISO 3166 alpha-2 fields, as the contract declares them."""
+    return field.country
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     identifier: bool = False  # trimmed; the longest accepted is MAX_ID_CHARS
+    country: bool = False  # an ISO 3166 alpha-2 code, stored upper-case
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -119,7 +120,7 @@ EVENTS = Table(
               "Refusal and rate-limit pressure; only served exchanges count as harvested.", allowed=STATUSES),
         Field("client_ip", "string", False, "Client IP address.", "Shared infrastructure edges (weighted by rarity).", identifier=True),
         Field("asn", "int", False, "Autonomous system of client_ip.", "Datacenter vs residential; ASN rotation.", minimum=0),
-        Field("ip_country", "string", False, "ISO 3166 alpha-2 country of client_ip.", "Consistency with billing country and time zone.", identifier=True),
+        Field("ip_country", "string", False, "ISO 3166 alpha-2 country of client_ip.", "Consistency with billing country and time zone.", identifier=True, country=True),
         Field("user_agent", "string", False, "HTTP User-Agent.", "Shared client software.", identifier=True),
         Field("tls_fingerprint", "string", False, "TLS client fingerprint, e.g. a JA4 string.", "Shared client stack.", identifier=True),
         Field("client_timezone", "string", False, "IANA name or UTC offset the client reported.",
@@ -141,7 +142,7 @@ ACCOUNTS = Table(
         Field("email_domain", "string", False, "Domain of the signup e-mail.", "Domain patterns; disposable domains.", identifier=True),
         Field("email_hash", "string", False, "Keyed hash of the normalized address.", "Shared or recycled addresses.", identifier=True),
         Field("payment_fingerprint", "string", False, "Hashed payment instrument.", "Cards shared across accounts.", identifier=True),
-        Field("billing_country", "string", False, "ISO 3166 alpha-2 billing country.", "Consistency with IP country and time zone.", identifier=True),
+        Field("billing_country", "string", False, "ISO 3166 alpha-2 billing country.", "Consistency with IP country and time zone.", identifier=True, country=True),
         Field("signup_ip", "string", False, "IP address at signup.", "Shared signup infrastructure.", identifier=True),
         Field("signup_asn", "int", False, "Autonomous system of signup_ip.", "Signups from one datacenter or proxy pool.", minimum=0),
         Field("phone_hash", "string", False, "Hashed phone number.", "Shared verification phones.", identifier=True),

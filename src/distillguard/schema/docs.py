@@ -7,6 +7,8 @@ from distillguard.schema.contract import CONTRACT_VERSION, MAX_ID_CHARS, MAX_TEX
 
 def _constraints(f: Field) -> str:
     parts = []
+    if f.country:
+        parts.append("ISO 3166 alpha-2 code, stored upper-case")
     if f.allowed:
         parts.append("one of " + ", ".join(f"`{a}`" for a in f.allowed))
     if f.minimum is not None:
