@@ -96,17 +96,11 @@ def timezones(country: str) -> dict[str, float]:
 
 
 def tz_offset(tz: str) -> float:
+    """Standard UTC offset (hours) of a catalogued zone; server names such as UTC are 0."""
     for c in catalog()["countries"].values():
         if tz in c["timezones"]:
             return float(c["timezones"][tz])
-    for u in catalog()["universities"]:
-        if u["tz"] == tz:
-            return tz_offset_of_country(u["country"], tz)
     return 0.0
-
-
-def tz_offset_of_country(country: str, tz: str) -> float:
-    return float(catalog()["countries"][country]["timezones"].get(tz, 0.0))
 
 
 def client_strings(stack: str, rng: np.random.Generator) -> tuple[str, str]:
