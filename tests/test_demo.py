@@ -83,6 +83,7 @@ def test_demo_rerun_changes_nothing(demo, tmp_path):
     totals = lambda text: re.search(r"workspace now holds (.*)", text).group(1)
     assert totals(again.stdout) == totals(first)
     assert _ints(_table_row(again.stdout, "events")[1:4])[2] == 0  # nothing new ingested
+    assert "events: 2 file(s) skipped, already ingested" in again.stdout
 
 
 def test_a_bad_preset_is_a_clear_error_not_a_traceback(tmp_path):

@@ -101,6 +101,8 @@ def _print_ingest(report) -> None:
             q.add_row(name, escape(code), f"{n:,}")
         console.print(q)
     for name, r in (("events", report.events), ("accounts", report.accounts)):
+        if r.skipped_files:
+            console.print(f"{name}: {r.skipped_files:,} file(s) skipped, already ingested (same content)")
         if r.ignored_columns:
             console.print(f"{name}: ignored extra columns {escape(', '.join(r.ignored_columns))}")
     console.print(f"accounts seen in events without an accounts row (kept, scanned with unknown metadata): "
