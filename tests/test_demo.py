@@ -77,7 +77,7 @@ def test_demo_rerun_changes_nothing(demo, tmp_path):
     again = subprocess.run(_cli() + ["ingest", "--events", str(world / "events.parquet"),
                                      "--events", str(work / "redelivered"),
                                      "--accounts", str(world / "accounts.parquet"),
-                                     "--workspace", str(work / "workspace")],
+                                     "--workspace", str(work / "workspace"), "--memory-limit", "1GB", "--threads", "1"],
                            capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     totals = lambda text: re.search(r"workspace now holds (.*)", text).group(1)
@@ -91,3 +91,12 @@ def test_a_bad_preset_is_a_clear_error_not_a_traceback(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "unknown preset 'huge'" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_unusable_memory_limit_is_a_clear_error(tmp_path):
+    events = tmp_path / "e.jsonl"
+    events.write_text("")
+    run = subprocess.run(_cli() + ["ingest", "--events", str(events), "--workspace", str(tmp_path / "ws"),
+                                   "--memory-limit", "lots"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "Memory must have a number" in run.stderr and "Traceback" not in run.stderr

@@ -116,22 +116,29 @@ def ingest(
     events: Annotated[Optional[list[str]], typer.Option(help="Events: a Parquet, JSON Lines or CSV file, a folder or a glob. Repeatable.")] = None,
     accounts: Annotated[Optional[list[str]], typer.Option(help="Accounts: a file, a folder or a glob. Repeatable.")] = None,
     workspace: Annotated[Path, typer.Option(help="Workspace folder (DuckDB catalog plus Parquet).")] = Path(".distillguard"),
+    memory_limit: Annotated[Optional[str], typer.Option(help="Cap the engine's memory, e.g. 2GB; it spills to disk beyond it. Default: half the machine's.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Engine threads. Default: every core.")] = None,
 ) -> None:
     """Validate, normalize and store traffic; quarantine bad rows with their reasons."""
+    from distillguard.engine import EngineError
     from distillguard.ingest import IngestError
     from distillguard.ingest import ingest as run
 
     if not events and not accounts:
         raise typer.BadParameter("give --events and/or --accounts")
     try:
-        report = _ingest_with_progress(run, events or [], accounts or [], workspace)
+        report = _ingest_with_progress(run, events or [], accounts or [], workspace,
+                                       memory_limit=memory_limit, threads=threads)
     except IngestError as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    except EngineError as e:  # e.g. an unusable --memory-limit; the workspace is left as it was
+        err.print(f"[red]error:[/] {escape(e.step)}: {escape(str(e.cause))}")
         raise typer.Exit(2) from None
     _print_ingest(report)
 
 
-def _ingest_with_progress(run, events, accounts, workspace):
+def _ingest_with_progress(run, events, accounts, workspace, **engine_options):
     with _progress() as bar:
         tasks: dict[str, int] = {}
 
@@ -141,7 +148,7 @@ def _ingest_with_progress(run, events, accounts, workspace):
                 tasks[label] = bar.add_task(label, total=total, unit=unit)
             bar.update(tasks[label], completed=done, total=total)
 
-        return run(events=events, accounts=accounts, workspace=workspace, progress=update)
+        return run(events=events, accounts=accounts, workspace=workspace, progress=update, **engine_options)
 
 
 @app.command()
