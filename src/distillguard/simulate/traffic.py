@@ -38,6 +38,13 @@ def _mix64(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
+def _lookup(keys: np.ndarray, table: dict, default=None, dtype=object) -> np.ndarray:
+    """table[k] for every k, looked up once per distinct key (keys repeat millions of times)."""
+    uniq, inv = np.unique(keys.astype(str), return_inverse=True)
+    values = np.array([table.get(k, k if default is None else default) for k in uniq], dtype=dtype)
+    return values[inv] if len(keys) else np.zeros(0, dtype)
+
+
 def _segment_offsets(starts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Running sum of `values` that restarts wherever `starts` is True."""
     total = np.cumsum(values)
@@ -178,7 +185,7 @@ class TrafficGenerator:
             draw_weighted(rng, spec["families"], n_harvest)])
         follow = spec["followup"]
         if n_resold:
-            family[:n_resold] = np.where(turn > 0, [follow.get(f, f) for f in family[:n_resold]], family[:n_resold])
+            family[:n_resold] = np.where(turn > 0, _lookup(family[:n_resold], follow), family[:n_resold])
         lang = np.concatenate([draw_weighted(rng, spec["resold_langs"], n_conv)[conv] if n_resold else np.zeros(0, object),
                                draw_weighted(rng, spec["langs"], n_harvest)])
         return {"acct": acct, "ts": np.concatenate([resold_ts, harvest_ts]),
@@ -203,8 +210,7 @@ class TrafficGenerator:
         n_conv = int(conv.max()) + 1 if n else 0
         first = draw_weighted(rng, spec["families"], n_conv)[conv]
         follow = spec["followup"]
-        mapped = np.array([follow.get(f, f) for f in first], dtype=object) if n else first
-        family = np.where(ev["turn"] > 0, mapped, first)
+        family = np.where(ev["turn"] > 0, _lookup(first, follow), first)
         lang = (draw_weighted(rng, spec["langs"], n_conv)[conv] if "langs" in spec else c.lang[ev["acct"]])
         return family, lang
 
@@ -326,7 +332,7 @@ class TrafficGenerator:
         status = np.select([u < st["error"], u < st["error"] + st["rate_limited"],
                             u < st["error"] + st["rate_limited"] + refuse], ["error", "rate_limited", "refused"], "ok")
         ok = status == "ok"
-        median = np.array([_OUTPUT_MEDIAN.get(f, _ENTERPRISE_OUTPUT) for f in family], float)
+        median = _lookup(family, _OUTPUT_MEDIAN, _ENTERPRISE_OUTPUT, float)
         limit = np.where(max_tokens > 0, max_tokens, cap)
         out_tokens = np.minimum(rng.lognormal(np.log(median), 0.6), limit).astype(np.int64)
         out_tokens = np.where(ok, out_tokens, 0)

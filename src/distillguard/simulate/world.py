@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from distillguard import __version__
@@ -80,10 +81,10 @@ def _write_events(path: Path, cohorts, traffic: TrafficGenerator, days: int, clo
                     continue
                 s = stats[c.name]
                 s["exchanges"] += t.num_rows
-                lo, hi = pa.compute.min_max(t["ts"]).values()
+                lo, hi = pc.min_max(t["ts"]).values()
                 s["first"] = lo.value if s["first"] is None else min(s["first"], lo.value)
                 s["last"] = hi.value if s["last"] is None else max(s["last"], hi.value)
-                s["active"].update(pa.compute.unique(t["account_id"]).to_pylist())
+                s["active"].update(pc.unique(t["account_id"]).to_pylist())
                 pending.append(t)
             # Everything before this cut is final: later days cannot reach back past it.
             cut = clock.start + (d + 1) * DAY - _MAX_SHIFT if d < days - 1 else np.inf
