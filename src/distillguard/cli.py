@@ -152,13 +152,112 @@ def _ingest_with_progress(run, events, accounts, workspace, **engine_options):
 
 
 @app.command()
+def scan(
+    out: Annotated[Path, typer.Option(help="Folder for accounts.parquet, campaigns.parquet, evidence.parquet, scan.json.")],
+    events: Annotated[Optional[list[str]], typer.Option(help="Events: a file, a folder or a glob (ingested into OUT/workspace first). Repeatable.")] = None,
+    accounts: Annotated[Optional[list[str]], typer.Option(help="Accounts: a file, a folder or a glob. Repeatable.")] = None,
+    workspace: Annotated[Optional[Path], typer.Option(help="Scan this workspace instead of --events/--accounts.")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Scan only events with ts <= this RFC 3339 time, as if scanning then.")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option(help="Cap the engine's memory, e.g. 2GB; it spills to disk beyond it.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="Engine threads. Default: every core.")] = None,
+    labels: Annotated[Optional[Path], typer.Option(help="labels.parquet of a labelled world: also print the campaigns found against the truth.")] = None,
+) -> None:
+    """Find campaigns: score every account, link them, and write calibrated verdicts with evidence."""
+    from distillguard.engine import EngineError
+    from distillguard.ingest import IngestError, Workspace
+    from distillguard.ingest import ingest as run
+
+    if workspace is None and not events:
+        raise typer.BadParameter("give --events (and --accounts), or --workspace")
+    if workspace is not None and (events or accounts):
+        raise typer.BadParameter("give either --workspace or --events/--accounts, not both")
+    until_at = _parse_until(until)
+    try:
+        if workspace is None:
+            workspace = out / "workspace"
+            _print_ingest(_ingest_with_progress(run, events or [], accounts or [], workspace,
+                                                memory_limit=memory_limit, threads=threads))
+        summary = _scan_with_progress(Workspace(workspace), out, until_at, memory_limit, threads)
+    except (IngestError, ValueError) as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    except EngineError as e:
+        err.print(f"[red]error:[/] {escape(e.step)}: {escape(str(e.cause))}")
+        raise typer.Exit(2) from None
+    _print_scan(out, summary, labels)
+
+
+def _parse_until(until: Optional[str]) -> Optional[str]:
+    if until is None:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        at = datetime.fromisoformat(until.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"--until {until!r} is not an RFC 3339 time (e.g. 2026-03-05T00:00:00Z)") from None
+    return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
+
+
+def _scan_with_progress(ws, out: Path, until: Optional[str], memory_limit, threads):
+    from distillguard.verdicts import scan as run_scan
+    from distillguard.verdicts.scan import STEPS
+
+    with _progress() as bar:
+        task = bar.add_task("scanning", total=len(STEPS), unit="steps")
+
+        def update(step: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description=f"scanning: {step}")
+
+        return run_scan(ws.events_sql(), ws.accounts_sql(), out, until=until, progress=update,
+                        memory_limit=memory_limit, threads=threads)
+
+
+def _print_scan(out: Path, summary, labels: Optional[Path]) -> None:
+    import pyarrow.parquet as pq
+
+    campaigns = pq.read_table(out / "campaigns.parquet").to_pylist()
+    table = Table("campaign", "accounts", "exchanges", "risk", "first seen", "reasons",
+                  title=f"campaigns found ({summary.campaigns}; {summary.flagged_accounts:,} accounts flagged "
+                        f"of {summary.accounts:,})")
+    for c in sorted(campaigns, key=lambda c: -c["accounts"]):
+        table.add_row(escape(c["campaign_id"]), f"{c['accounts']:,}", f"{c['exchanges']:,}", f"{c['risk']:.4f}",
+                      c["first_seen"].strftime("%Y-%m-%d %H:%M"), escape(", ".join(c["reasons"][:4])))
+    console.print(table)
+    console.print(f"{summary.exchanges:,} exchanges scanned"
+                  + (f" up to {summary.until}" if summary.until else "")
+                  + f"; accounts without an accounts row: {summary.unknown_accounts:,}; "
+                  f"verdicts in {escape(str(out))}")
+    if labels is not None:
+        _print_truth(out, labels)
+
+
+def _print_truth(out: Path, labels: Path) -> None:
+    from distillguard.evaluate import compare
+
+    result = compare(out, labels)
+    table = Table("true campaign", "accounts", "flagged", "recall", "found as", title="against the truth")
+    for name, c in result["campaigns"].items():
+        table.add_row(escape(name), f"{c['accounts']:,}", f"{c['flagged']:,}", f"{c['recall']:.1%}",
+                      escape(", ".join(c["found_as"][:3]) + (" ..." if len(c["found_as"]) > 3 else "")))
+    console.print(table)
+    fp = Table("legitimate persona", "accounts", "flagged", "rate", title="false positives")
+    for name, p in result["personas"].items():
+        fp.add_row(escape(name), f"{p['accounts']:,}", f"{p['flagged']:,}", f"{p['rate']:.2%}")
+    console.print(fp)
+    a = result["accounts"]
+    console.print(f"account precision [bold]{a['precision']:.4f}[/], recall [bold]{a['recall']:.4f}[/], "
+                  f"false-positive rate [bold]{a['fpr']:.4%}[/] of {a['legitimate']:,} legitimate accounts")
+
+
+@app.command()
 def demo(
     preset: Annotated[str, typer.Option(help="World size.")] = "small",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workdir: Annotated[Path, typer.Option(help="Folder for the world and the workspace.")] = Path("demo"),
     corpora: Annotated[Optional[Path], typer.Option(help="Folder of real public prompts to mix in (optional).")] = None,
 ) -> None:
-    """The main job on the embedded default: simulate a world, ingest it, summarize."""
+    """The main job on the embedded default: simulate a world, ingest it, scan it, compare with the truth."""
     from distillguard.ingest import ingest as run
     from distillguard.simulate.redelivery import write_redelivery
 
@@ -170,6 +269,10 @@ def demo(
     report = _ingest_with_progress(run, [str(world_dir / "events.parquet"), str(late)],
                                    [str(world_dir / "accounts.parquet")], workdir / "workspace")
     _print_ingest(report)
+    from distillguard.ingest import Workspace
+
+    summary = _scan_with_progress(Workspace(workdir / "workspace"), workdir / "scan", None, None, None)
+    _print_scan(workdir / "scan", summary, world_dir / "labels.parquet")
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""Linking: evidence that accounts share an operator, and the communities it forms."""

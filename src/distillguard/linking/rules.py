@@ -1,0 +1,89 @@
+"""The linking rules (links.yaml) as typed, validated objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Identifier:
+    kind: str
+    column: str      # a column (or SQL expression) of `source`
+    source: str      # accounts | events
+    weight: float
+    decay: float
+    max_accounts: int
+    about: str
+
+
+@dataclass(frozen=True)
+class Coaction:
+    kind: str
+    bucket_seconds: int
+    weight: float
+    max_accounts: int
+    min_buckets: int
+    about: str
+
+
+@dataclass(frozen=True)
+class Synchrony:
+    bucket_seconds: int
+    min_exchanges: int
+    min_together: int
+    min_lift: float
+    max_accounts: int
+    weight: float
+    about: str
+
+
+@dataclass(frozen=True)
+class LinkRules:
+    min_weight: float
+    anchors: tuple[str, ...]   # kinds that tie an account to its campaign on their own
+    identifiers: tuple[Identifier, ...]
+    coaction: tuple[Coaction, ...]
+    synchrony: Synchrony
+
+    def about(self) -> dict[str, str]:
+        """reason code -> what it means."""
+        out = {f"link.{i.kind}": i.about for i in self.identifiers}
+        out |= {f"link.coaction_{c.kind}": c.about for c in self.coaction}
+        out["link.synchrony"] = self.synchrony.about
+        return out
+
+
+class RulesError(ValueError):
+    pass
+
+
+def load_rules(path: str | Path | None = None) -> LinkRules:
+    text = Path(path).read_text() if path else resources.files(__package__).joinpath("links.yaml").read_text()
+    where = str(path or "linking/links.yaml")
+    raw = yaml.safe_load(text)
+    try:
+        identifiers = tuple(Identifier(kind=k, **v) for k, v in raw["identifiers"].items())
+        coaction = tuple(Coaction(kind=k, **v) for k, v in raw["coaction"].items())
+        rules = LinkRules(float(raw["min_weight"]), tuple(raw["anchors"]), identifiers, coaction,
+                          Synchrony(**raw["synchrony"]))
+    except (KeyError, TypeError) as e:
+        raise RulesError(f"{where}: {e}") from None
+    known = {i.kind for i in identifiers} | {"synchrony"}
+    if not set(rules.anchors) <= known:
+        raise RulesError(f"{where}: anchors must be identifier kinds or synchrony: {sorted(set(rules.anchors) - known)}")
+    for i in identifiers:
+        if i.source not in ("accounts", "events"):
+            raise RulesError(f"{where}: identifier {i.kind}: source must be accounts or events, not {i.source!r}")
+        if i.weight <= 0 or i.decay < 0 or i.max_accounts < 2:
+            raise RulesError(f"{where}: identifier {i.kind}: weight > 0, decay >= 0 and max_accounts >= 2 required")
+    return rules
+
+
+@cache
+def default_rules() -> LinkRules:
+    return load_rules()

@@ -1,0 +1,1 @@
+"""Signals: per-request and per-account evidence computed from ingested traffic."""

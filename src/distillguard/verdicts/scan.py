@@ -1,0 +1,179 @@
+"""scan(): events and accounts -> verdicts, every stage a step from tables to a table.
+
+  signals    per exchange: intent scores, template keys, parameter and time-zone signals
+  profiles   per account: shares, rates and timings
+  linking    per account pair: weighted evidence of one operator; then communities
+  scoring    per account: the scorecard; per community: a calibrated p-value
+  verdicts   accounts.parquet, campaigns.parquet, evidence.parquet, scan.json
+
+All heavy work runs in the engine on a scratch database under the output folder,
+which spills to disk beyond its memory limit; Python only handles per-community
+arrays (calibration) and the graph (networkit). Outputs are written to temporary
+names and renamed into place, so a failed scan leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from distillguard import __version__
+from distillguard.engine import Engine, literal
+from distillguard.linking.communities import find_communities
+from distillguard.linking.edges import build_edges
+from distillguard.linking.rules import default_rules
+from distillguard.profiles import build_profiles
+from distillguard.scoring.calibrate import ALPHA, MIN_EFFECT, calibrate
+from distillguard.scoring.scorecard import build_account_scores, default_scorecard
+from distillguard.signals.request import build_signals
+from distillguard.verdicts.evidence import build_evidence
+from distillguard.verdicts.tables import build_verdict_tables
+
+ProgressFn = Callable[[str, int, int], None]
+STEPS = ("signals", "profiles", "linking", "communities", "scoring", "evidence", "writing")
+OUTPUTS = ("accounts", "campaigns", "evidence")
+
+
+@dataclass
+class ScanSummary:
+    version: str
+    until: str | None
+    exchanges: int
+    accounts: int
+    unknown_accounts: int
+    campaigns: int
+    flagged_accounts: int
+    reference_accounts: int
+    alpha: float
+    min_effect: float
+    config_hash: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def config_hash() -> str:
+    """A fingerprint of the detection knowledge a verdict was reached with."""
+    from importlib import resources
+
+    h = hashlib.sha256()
+    for package, name in (("distillguard.signals", "intents.yaml"), ("distillguard.linking", "links.yaml"),
+                          ("distillguard.scoring", "scorecard.yaml")):
+        h.update(resources.files(package).joinpath(name).read_bytes())
+    h.update(f"alpha={ALPHA};min_effect={MIN_EFFECT}".encode())
+    return h.hexdigest()[:16]
+
+
+def scan(
+    events_sql: str,
+    accounts_sql: str,
+    out: str | Path,
+    *,
+    until: str | None = None,
+    progress: ProgressFn | None = None,
+    memory_limit: str | None = None,
+    threads: int | None = None,
+) -> ScanSummary:
+    """Scan the events (relation SQL) with their accounts and write the verdicts into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = out / ".scan"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    report = progress or (lambda step, done, total: None)
+    timings: dict[str, float] = {}
+    until_sql = f"TIMESTAMPTZ {literal(until)}" if until else None
+    rules, terms = default_rules(), default_scorecard()
+    try:
+        with Engine.open(scratch / "scan.duckdb", memory_limit=memory_limit, threads=threads,
+                         temp_directory=scratch / "spill") as engine:
+            def step(name: str, fn: Callable[[], object]) -> object:
+                report(name, STEPS.index(name), len(STEPS))
+                t0 = time.perf_counter()
+                result = fn()
+                timings[name] = round(time.perf_counter() - t0, 3)
+                return result
+
+            step("signals", lambda: build_signals(engine, events_sql, accounts_sql, until=until_sql))
+            step("profiles", lambda: build_profiles(engine, accounts_sql))
+            step("linking", lambda: build_edges(engine, accounts_sql, rules))
+            step("communities", lambda: _communities(engine, rules.min_weight))
+            calibration = step("scoring", lambda: _score(engine, terms))
+            step("evidence", lambda: (build_verdict_tables(engine, calibration, terms, rules),
+                                      build_evidence(engine, accounts_sql, terms, rules)))
+            summary = ScanSummary(
+                version=__version__, until=until, exchanges=_one(engine, "SELECT count(*) FROM signals"),
+                accounts=_one(engine, "SELECT count(*) FROM profiles"),
+                unknown_accounts=_one(engine, "SELECT count(*) FROM profiles WHERE unknown_account"),
+                campaigns=len(calibration.flagged),
+                flagged_accounts=_one(engine, "SELECT count(*) FROM verdict_accounts WHERE flagged"),
+                reference_accounts=calibration.reference_size, alpha=ALPHA, min_effect=MIN_EFFECT,
+                config_hash=config_hash(), seconds=timings)
+            step("writing", lambda: _write(engine, out, summary))
+        report("writing", len(STEPS), len(STEPS))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return summary
+
+
+def _one(engine: Engine, sql: str) -> int:
+    return int(engine.rows(sql)[0][0])
+
+
+def _communities(engine: Engine, min_weight: float) -> None:
+    pairs = engine.arrow(f"""
+SELECT src, dst, sum(weight) AS weight FROM link_edges GROUP BY src, dst HAVING sum(weight) >= {min_weight}""",
+                         step="linking: pair weights")
+    engine.register("communities_found", find_communities(pairs, min_weight=min_weight))
+    engine.execute("CREATE OR REPLACE TABLE communities AS SELECT * FROM communities_found", step="communities")
+    engine.unregister("communities_found")
+
+
+def _score(engine: Engine, terms):
+    build_account_scores(engine, terms)
+    table = engine.arrow("""
+SELECT s.account_id, s.score, c.community_id FROM account_scores s
+LEFT JOIN communities c USING (account_id) ORDER BY s.account_id""", step="scoring: load")
+    scores = table.column("score").to_numpy(zero_copy_only=False).astype(float)
+    community = np.array(table.column("community_id").to_pylist(), dtype=object)
+    calibration = calibrate(scores, community)
+    engine.register("calibrated_accounts", pa.table({
+        "account_id": table.column("account_id"),
+        "own_tail": pa.array(calibration.account_q),
+    }))
+    engine.execute("CREATE OR REPLACE TABLE account_calibration AS SELECT * FROM calibrated_accounts",
+                   step="scoring: accounts")
+    engine.unregister("calibrated_accounts")
+    names = sorted(calibration.community_p)
+    engine.register("calibrated_communities", pa.table({
+        "community_id": pa.array(names, pa.string()),
+        "p_value": pa.array([calibration.community_p[n] for n in names], pa.float64()),
+        "median_tail": pa.array([calibration.community_q[n] for n in names], pa.float64()),
+        "flagged": pa.array([n in calibration.flagged for n in names], pa.bool_()),
+    }))
+    engine.execute("CREATE OR REPLACE TABLE community_calibration AS SELECT * FROM calibrated_communities",
+                   step="scoring: communities")
+    engine.unregister("calibrated_communities")
+    return calibration
+
+
+def _write(engine: Engine, out: Path, summary: ScanSummary) -> None:
+    order = {"accounts": "account_id", "campaigns": "campaign_id", "evidence": "campaign_id, account_id, reason, ref"}
+    staged = []
+    for name in OUTPUTS:
+        tmp = out / f".{name}.parquet.tmp"
+        engine.copy_to_parquet(f"SELECT * FROM verdict_{name} ORDER BY {order[name]}", tmp,
+                               step=f"write {name}")
+        staged.append((tmp, out / f"{name}.parquet"))
+    meta = out / ".scan.json.tmp"
+    meta.write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    staged.append((meta, out / "scan.json"))
+    for tmp, final in staged:
+        os.replace(tmp, final)

@@ -1,0 +1,108 @@
+"""Linking edges on hand-made signals: answers known by construction."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from distillguard.engine import Engine
+from distillguard.linking.edges import build_edges
+from distillguard.linking.rules import default_rules
+
+T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
+
+
+def _signals(rows: list[dict]) -> pa.Table:
+    cols = {"account_id": pa.string(), "ts": pa.timestamp("us", tz="UTC"), "template_head": pa.uint64(),
+            "template_tail": pa.uint64(), "sketch": pa.list_(pa.uint64()), "client_ip": pa.string(),
+            "tls_fingerprint": pa.string(), "user_agent": pa.string(), "conversation_id": pa.string()}
+    return pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in cols.items()})
+
+
+def _accounts(rows: list[dict]) -> pa.Table:
+    cols = {"account_id": pa.string(), "created_at": pa.timestamp("us", tz="UTC"), "payment_fingerprint": pa.string(),
+            "phone_hash": pa.string(), "email_hash": pa.string(), "email_domain": pa.string(),
+            "signup_ip": pa.string(), "signup_asn": pa.int64()}
+    return pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in cols.items()})
+
+
+def _edges(signals: list[dict], accounts: list[dict]) -> list[tuple]:
+    with Engine.open() as engine:
+        engine.register("signals_in", _signals(signals))
+        engine.execute("CREATE TABLE signals AS SELECT * FROM signals_in")
+        engine.execute("CREATE TABLE profiles AS SELECT account_id, count(*) AS exchanges FROM signals GROUP BY 1")
+        engine.register("accounts_in", _accounts(accounts))
+        build_edges(engine, "SELECT * FROM accounts_in")
+        return engine.rows("SELECT src, dst, kind, weight, shared FROM link_edges ORDER BY kind, src, dst")
+
+
+def _one_request_each(ids, **extra) -> list[dict]:
+    return [{"account_id": a, "ts": T0 + timedelta(days=i % 5, hours=i % 13), **extra} for i, a in enumerate(ids)]
+
+
+def test_five_accounts_sharing_a_card_are_all_pairwise_linked():
+    ids = [f"cell-{i}" for i in range(5)]
+    accounts = [{"account_id": a, "payment_fingerprint": "card-x", "created_at": T0 - timedelta(days=30 * i)}
+                for i, a in enumerate(ids)]
+    edges = [e for e in _edges(_one_request_each(ids), accounts) if e[2] == "payment"]
+    assert len(edges) == 10  # 5 choose 2, once each
+    assert all(e[3] == pytest.approx(3.0) and e[4] == 1 for e in edges)
+
+
+def test_a_nat_of_300_students_makes_no_edge_and_a_shared_proxy_ip_a_rarity_weighted_one():
+    students = [f"student-{i:03d}" for i in range(300)]
+    rows = _one_request_each(students, client_ip="10.1.2.3")
+    rows += _one_request_each(["p1", "p2", "p3"], client_ip="203.0.113.9")
+    edges = [e for e in _edges(rows, []) if e[2] == "client_ip"]
+    assert {(e[0], e[1]) for e in edges} == {("p1", "p2"), ("p1", "p3"), ("p2", "p3")}
+    assert all(e[3] == pytest.approx(0.7 * 2 / 3) for e in edges)
+
+
+def test_turns_of_one_conversation_from_different_accounts_link_them():
+    rows = [{"account_id": f"pool-{i}", "ts": T0 + timedelta(minutes=i), "conversation_id": "conv-1"}
+            for i in range(4)]
+    rows += [{"account_id": "solo", "ts": T0, "conversation_id": "conv-2"},
+             {"account_id": "solo", "ts": T0 + timedelta(minutes=1), "conversation_id": "conv-2"}]
+    edges = [e for e in _edges(rows, []) if e[2] == "conversation"]
+    assert len(edges) == 6 and all(e[0].startswith("pool-") for e in edges)
+
+
+def test_a_load_balanced_pool_acting_in_the_same_seconds_is_linked_and_independent_accounts_are_not():
+    rng = np.random.default_rng(1)
+    rows = []
+    # 50 accounts fed by one dispatcher: each serves 60 of 200 dispatch moments over a week,
+    # far below any rate limit (60 requests a week).
+    moments = np.sort(rng.uniform(0, 7 * 86400, 200))
+    for i in range(50):
+        for m in rng.choice(moments, 60, replace=False):
+            rows.append({"account_id": f"pool-{i:02d}", "ts": T0 + timedelta(seconds=float(m) + rng.uniform(0, 2))})
+    # 50 independent accounts of the same volume.
+    for i in range(50):
+        for m in rng.uniform(0, 7 * 86400, 60):
+            rows.append({"account_id": f"solo-{i:02d}", "ts": T0 + timedelta(seconds=float(m))})
+    edges = [e for e in _edges(rows, []) if e[2] == "synchrony"]
+    assert not any(e[0].startswith("solo") or e[1].startswith("solo") for e in edges)
+    linked = {e[0] for e in edges} | {e[1] for e in edges}
+    assert len(linked) >= 45  # nearly every pool member has a significant partner
+
+
+def test_the_same_template_in_the_same_ten_minutes_is_co_action():
+    rows = []
+    for day in range(6):
+        for i in range(4):  # four accounts, same template, same ten minutes, six days running
+            rows.append({"account_id": f"co-{i}", "ts": T0 + timedelta(days=day, minutes=i), "template_head": 42})
+        rows.append({"account_id": "other", "ts": T0 + timedelta(days=day, hours=5), "template_head": 42})
+    edges = [e for e in _edges(rows, []) if e[2] == "coaction_template"]
+    assert {(e[0], e[1]) for e in edges} == {(f"co-{a}", f"co-{b}") for a in range(4) for b in range(a + 1, 4)}
+    # six shared buckets of four members: 6 * 0.5 / 3 each
+    assert all(e[3] == pytest.approx(6 * 0.5 / 3) and e[4] == 6 for e in edges)
+
+
+def test_rules_file_is_valid_and_every_kind_documented():
+    rules = default_rules()
+    about = rules.about()
+    assert all(text for text in about.values())
+    assert "link.payment" in about and "link.synchrony" in about
