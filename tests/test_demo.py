@@ -100,3 +100,37 @@ def test_an_unusable_memory_limit_is_a_clear_error(tmp_path):
                                    "--memory-limit", "lots"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert "Memory must have a number" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_demo_scans_and_compares_with_the_truth(demo):
+    work, out = demo
+    world = json.loads((work / "world" / "world.json").read_text())
+    import pyarrow.parquet as pq
+
+    campaigns = pq.read_table(work / "scan" / "campaigns.parquet")
+    assert campaigns.num_rows >= 3
+    # The truth table names every true campaign with its recall.
+    for name in world["campaigns"]:
+        assert _table_row(out, name)
+    assert re.search(r"account precision 1\.0000", out), "the small world's flags are all campaign accounts"
+
+
+def test_scan_from_files_with_until_and_a_bad_until(demo, tmp_path):
+    work, _ = demo
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    world = work / "world"
+    run = subprocess.run(_cli() + ["scan", "--events", str(world / "events.parquet"),
+                                   "--accounts", str(world / "accounts.parquet"), "--out", str(tmp_path / "scan"),
+                                   "--until", "2026-03-04T00:00:00Z", "--labels", str(world / "labels.parquet")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "up to 2026-03-04T00:00:00+00:00" in run.stdout and "against the truth" in run.stdout
+    meta = json.loads((tmp_path / "scan" / "scan.json").read_text())
+    assert meta["until"] == "2026-03-04T00:00:00+00:00" and meta["exchanges"] < world_exchanges(world)
+    bad = subprocess.run(_cli() + ["scan", "--workspace", str(work / "workspace"), "--out", str(tmp_path / "x"),
+                                   "--until", "yesterday"], capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "RFC 3339" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def world_exchanges(world: Path) -> int:
+    return json.loads((world / "world.json").read_text())["totals"]["exchanges"]

@@ -33,20 +33,20 @@ def build_signals(engine: Engine, events_sql: str, accounts_sql: str, *, until: 
     _build_timezones(engine, accounts_sql)
     engine.execute(f"CREATE OR REPLACE TEMP TABLE prompt_signatures AS {signatures_sql('scan_events')}",
                    step="signals: templates and sketches")
+    _build_intents(engine)
     kinds = ", ".join(f"intent_{k}" for k in INTENT_KINDS)
     top = " ".join(f"WHEN intent_{k} = intent_max THEN '{k}'" for k in INTENT_KINDS)
-    window_text = (f"CASE WHEN length(prompt) > {INTENT_HEAD + INTENT_TAIL} "
-                   f"THEN left(prompt, {INTENT_HEAD}) || chr(10) || right(prompt, {INTENT_TAIL}) ELSE prompt END")
+    scores = ", ".join(f"i.intent_{k}" for k in INTENT_KINDS)
     engine.execute(f"""
 CREATE OR REPLACE TABLE signals AS
-WITH e AS (
+WITH s AS (
   SELECT request_id, account_id, ts, model, conversation_id, turn, status,
     max_tokens, thinking, logprobs, n, tools, temperature,
     client_ip, asn, user_agent, tls_fingerprint, client_timezone,
-    hash(prompt) AS text_hash, {window_text} AS intent_text, system
+    hash(prompt) AS text_hash, hash(prompt, system) AS intent_key
   FROM scan_events
-), scored AS ({intent_scores_sql('e', prompt='intent_text', system='system')})
-SELECT s.* EXCLUDE (intent_text, system, text_hash),
+)
+SELECT s.* EXCLUDE (text_hash, intent_key), {scores},
   ps.template_head, ps.template_tail, coalesce(ps.sketch, []) AS sketch,
   greatest({kinds}) AS intent_max,
   CASE WHEN greatest({kinds}) >= 0.5 THEN CASE {top} END END AS intent_top,
@@ -54,12 +54,26 @@ SELECT s.* EXCLUDE (intent_text, system, text_hash),
   coalesce(s.max_tokens >= m.cap / 2, false) AS high_budget,
   m.released_at IS NOT NULL AS new_model,
   coalesce(tz.tz_class, 'unknown') AS tz_class
-FROM scored s
+FROM s
+JOIN prompt_intents i USING (intent_key)
 LEFT JOIN prompt_signatures ps ON ps.text_hash = s.text_hash
 LEFT JOIN models m USING (model)
 LEFT JOIN account_billing b USING (account_id)
 LEFT JOIN client_tz_class tz ON tz.client_timezone = s.client_timezone AND tz.billing_country = b.billing_country
 """, step="signals: score requests")
+
+
+def _build_intents(engine: Engine) -> None:
+    """Intent scores once per distinct (prompt, system): retries, fixed evaluation items
+    and templated system prompts repeat a lot, and regexes are the costliest step."""
+    window_text = (f"CASE WHEN length(prompt) > {INTENT_HEAD + INTENT_TAIL} "
+                   f"THEN left(prompt, {INTENT_HEAD}) || chr(10) || right(prompt, {INTENT_TAIL}) ELSE prompt END")
+    distinct = f"""(SELECT hash(prompt, system) AS intent_key, any_value({window_text}) AS intent_text,
+  any_value(system) AS system FROM scan_events GROUP BY 1)"""
+    engine.execute(f"""
+CREATE OR REPLACE TEMP TABLE prompt_intents AS
+SELECT * EXCLUDE (intent_text, system) FROM ({intent_scores_sql(distinct, prompt='intent_text', system='system')})""",
+                   step="signals: intent")
 
 
 def _build_models(engine: Engine) -> None:
