@@ -15,7 +15,7 @@ CAMPAIGN_REASON_SHARE = 0.5
 # or tied to the core by an anchor link (a card, a phone, a conversation...).
 # Co-action alone does not sweep in ordinary customers: resold genuine traffic
 # shares common prompts with them.
-MEMBER_MIN_PERCENTILE = 0.95
+MEMBER_MIN_PERCENTILE = 0.99
 
 
 def build_verdict_tables(engine: Engine, calibration: Calibration, terms: tuple[Term, ...], rules: LinkRules) -> None:
