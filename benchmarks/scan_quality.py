@@ -58,21 +58,22 @@ def _earliness(ws: Workspace, world: Path, out: Path, days: int, start: datetime
 
 
 def run_world(preset: str, seed: int, corpora: Path | None, earliness: int, tmp: Path) -> dict:
-    world = tmp / f"world-{preset}-{seed}"
+    name = f"{preset}-{seed}" + ("-corpora" if corpora else "")
+    world = tmp / f"world-{name}"
     meta = simulate(preset, seed, world, corpora)
-    ws_path = tmp / f"ws-{preset}-{seed}"
+    ws_path = tmp / f"ws-{name}"
     ingest(events=[world / "events.parquet"], accounts=[world / "accounts.parquet"], workspace=ws_path)
     ws = Workspace(ws_path)
     t0 = time.perf_counter()
-    summary = scan(ws.events_sql(), ws.accounts_sql(), tmp / f"scan-{preset}-{seed}")
+    summary = scan(ws.events_sql(), ws.accounts_sql(), tmp / f"scan-{name}")
     seconds = time.perf_counter() - t0
-    result = compare(tmp / f"scan-{preset}-{seed}", world / "labels.parquet")
+    result = compare(tmp / f"scan-{name}", world / "labels.parquet")
     row = {"preset": preset, "seed": seed, "corpora": corpora is not None, "exchanges": summary.exchanges,
            "scan_seconds": round(seconds, 1), "campaigns_flagged": summary.campaigns, **result}
     if earliness:
         start = datetime.fromisoformat(meta["window"]["start"]).astimezone(timezone.utc)
         days = min(meta["window"]["days"], earliness)
-        row["earliness"] = _earliness(ws, world, tmp / f"early-{preset}-{seed}", days, start)
+        row["earliness"] = _earliness(ws, world, tmp / f"early-{name}", days, start)
     return row
 
 
@@ -83,11 +84,13 @@ def main() -> None:
     ap.add_argument("--corpora", type=Path, default=None, help="also scan a world whose prompts mix in real corpora")
     ap.add_argument("--earliness", type=int, default=0, metavar="DAYS",
                     help="also scan at the end of each of the first DAYS days")
+    ap.add_argument("--corpora-only", action="store_true", help="with --corpora: skip the worlds without corpora")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [(s, None) for s in args.seeds] + ([(args.seeds[0], args.corpora)] if args.corpora else [])
+        runs = [] if args.corpora_only else [(s, None) for s in args.seeds]
+        runs += [(args.seeds[0], args.corpora)] if args.corpora else []
         for seed, corpora in runs:
             row = run_world(args.preset, seed, corpora, args.earliness, Path(tmp))
             rows.append(row)

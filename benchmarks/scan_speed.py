@@ -46,8 +46,11 @@ def main() -> None:
     runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as work:
-            out = subprocess.run([sys.executable, "-c", _CHILD, str(args.world), work, args.memory_limit],
-                                 check=True, capture_output=True, text=True).stdout
+            run = subprocess.run([sys.executable, "-c", _CHILD, str(args.world), work, args.memory_limit],
+                                 capture_output=True, text=True)
+            if run.returncode:
+                sys.exit(f"scan failed:\n{run.stderr[-3000:]}")
+            out = run.stdout
             runs.append(json.loads(out.strip().splitlines()[-1]))
             print(json.dumps(runs[-1]), flush=True)
     med = lambda key: statistics.median(r[key] for r in runs)
