@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 from scipy.stats import binom
 
 ALPHA = 0.001          # family-wise error over the campaigns tested

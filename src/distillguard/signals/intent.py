@@ -512,6 +512,16 @@ def _sigmoid(z: float) -> float:
 def _num(x: float) -> str:
     return repr(float(x))
 
+def _gated_score(bias: float, terms: list[str], gates: list[str]) -> str:
+    """sigmoid(bias + sum(terms)), or the constant sigmoid(bias) where no gate holds
+    (no pattern of the kind can match there, so the sum would be the bias alone)."""
+    floor = _num(_sigmoid(bias))
+    if not terms:
+        return floor
+    z = " + ".join([_num(bias), *terms])
+    return f"CASE WHEN {' OR '.join(gates)} THEN 1.0 / (1.0 + exp(-({z}))) ELSE {floor} END"
+
+
 
 def _groups(model: IntentModel) -> list[tuple[str, str, tuple[Pattern, ...]]]:
     """Patterns grouped by kind and language ("any" joins "en"; start-anchored ones apart),
@@ -595,13 +605,7 @@ def _score_exprs(model: IntentModel, prompt: _Field, system: _Field | None) -> d
                          if on and f is not None and (kind, lang) in f.group_match]
                 if parts:
                     terms.append(f"CASE WHEN {' OR '.join(parts)} THEN {_num(p.weight)} ELSE 0.0 END")
-        floor = _num(_sigmoid(k.bias))
-        if not terms:
-            out[k.kind] = floor
-            continue
-        z = " + ".join([_num(k.bias), *terms])
-        # Where no group of the kind matches, no pattern does and z = bias: skip the sum.
-        out[k.kind] = f"CASE WHEN {' OR '.join(any_group)} THEN 1.0 / (1.0 + exp(-({z}))) ELSE {floor} END"
+        out[k.kind] = _gated_score(k.bias, terms, any_group)
     return out
 
 
@@ -625,7 +629,6 @@ def intent_sql(prompt_expr: str, system_expr: str | None, patterns: IntentModel 
     groups = _groups(model)
     out = {}
     for k in model.kinds:
-        floor = _num(_sigmoid(k.bias))
         gates, terms = [], []
         for text, joined, on in fields:
             for kind, _, members in groups:
@@ -637,12 +640,7 @@ def intent_sql(prompt_expr: str, system_expr: str | None, patterns: IntentModel 
                      for t, on in ((ptext, p.on_prompt), (stext, p.on_system)) if on and t is not None]
             if p.weight != 0 and parts:
                 terms.append(f"CASE WHEN {' OR '.join(parts)} THEN {_num(p.weight)} ELSE 0.0 END")
-        if not terms:
-            out[k.kind] = floor
-            continue
-        z = " + ".join([_num(k.bias), *terms])
-        # Where no group of the kind matches, no pattern does and z = bias: skip the sum.
-        out[k.kind] = f"CASE WHEN {' OR '.join(gates)} THEN 1.0 / (1.0 + exp(-({z}))) ELSE {floor} END"
+        out[k.kind] = _gated_score(k.bias, terms, gates)
     return out
 
 
