@@ -158,7 +158,7 @@ def scan(
     accounts: Annotated[Optional[list[str]], typer.Option(help="Accounts: a file, a folder or a glob. Repeatable.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Scan this workspace instead of --events/--accounts.")] = None,
     until: Annotated[Optional[str], typer.Option(help="Scan only events with ts <= this RFC 3339 time, as if scanning then.")] = None,
-    memory_limit: Annotated[Optional[str], typer.Option(help="Cap the engine's memory, e.g. 2GB; it spills to disk beyond it.")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option(help="Cap the engine's memory, e.g. 2GB; it spills to disk beyond it. Default: 2.5GB.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Engine threads. Default: every core.")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="labels.parquet of a labelled world: also print the campaigns found against the truth.")] = None,
 ) -> None:

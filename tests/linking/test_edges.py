@@ -16,7 +16,8 @@ T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
 
 def _signals(rows: list[dict]) -> pa.Table:
-    cols = {"account_id": pa.string(), "ts": pa.timestamp("us", tz="UTC"), "template_head": pa.uint64(),
+    cols = {"account_id": pa.string(), "ts": pa.timestamp("us", tz="UTC"), "text_hash": pa.uint64(),
+            "template_head": pa.uint64(),
             "template_tail": pa.uint64(), "sketch": pa.list_(pa.uint64()), "client_ip": pa.string(),
             "tls_fingerprint": pa.string(), "user_agent": pa.string(), "conversation_id": pa.string()}
     return pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in cols.items()})
@@ -34,6 +35,11 @@ def _edges(signals: list[dict], accounts: list[dict]) -> list[tuple]:
         engine.register("signals_in", _signals(signals))
         engine.execute("CREATE TABLE signals AS SELECT * FROM signals_in")
         engine.execute("CREATE TABLE profiles AS SELECT account_id, count(*) AS exchanges FROM signals GROUP BY 1")
+        # Each prompt's phrases, keyed by its text_hash (rows give them as "phrases").
+        texts = {r["text_hash"]: r.get("phrases", []) for r in signals if r.get("text_hash") is not None}
+        engine.register("prompt_signatures", pa.table({
+            "text_hash": pa.array(list(texts), pa.uint64()),
+            "phrases": pa.array(list(texts.values()), pa.list_(pa.uint64()))}))
         engine.register("accounts_in", _accounts(accounts))
         build_edges(engine, "SELECT * FROM accounts_in")
         return engine.rows("SELECT src, dst, kind, weight, shared FROM link_edges ORDER BY kind, src, dst")
@@ -99,6 +105,45 @@ def test_the_same_template_in_the_same_ten_minutes_is_co_action():
     assert {(e[0], e[1]) for e in edges} == {(f"co-{a}", f"co-{b}") for a in range(4) for b in range(a + 1, 4)}
     # six shared buckets of four members: 6 * 0.5 / 3 each
     assert all(e[3] == pytest.approx(6 * 0.5 / 3) and e[4] == 6 for e in edges)
+
+
+def test_near_duplicates_of_prompts_too_short_for_a_template_are_not_co_action():
+    rows = []
+    for day in range(6):
+        for i in range(4):  # the same near-duplicate sketch key, six days running
+            rows.append({"account_id": f"long-{i}", "ts": T0 + timedelta(days=day, minutes=i), "sketch": [7],
+                         "template_head": 100 + i})  # long prompts: each has a template key
+            rows.append({"account_id": f"short-{i}", "ts": T0 + timedelta(days=day, hours=3, minutes=i),
+                         "sketch": [8]})  # "hi, how are you?": no template key
+    edges = [e for e in _edges(rows, []) if e[2] == "coaction_sketch"]
+    assert {(e[0], e[1]) for e in edges} == {(f"long-{a}", f"long-{b}") for a in range(4) for b in range(a + 1, 4)}
+
+
+def _wording(account: str, day: int, text: int, phrases: list[int]) -> dict:
+    return {"account_id": account, "ts": T0 + timedelta(days=day, hours=text % 20), "text_hash": text,
+            "phrases": phrases}
+
+
+def test_accounts_sharing_far_more_rare_wording_than_chance_are_linked():
+    rng = np.random.default_rng(7)
+    rows = []
+    # 300 honest accounts, each with 40 phrases of a large vocabulary (some shared by
+    # chance) plus a little common language (phrases 1..20, each used by ~75 accounts:
+    # above max_accounts).
+    for a in range(300):
+        own = [int(x) for x in rng.choice(np.arange(10_000, 15_000), size=40, replace=False)]
+        common = [int(x) for x in rng.choice(np.arange(1, 21), size=5, replace=False)]
+        rows.append(_wording(f"user-{a:03d}", a % 7, 1_000_000 + a, own + common))
+    # Four operators of one generator: 30 prompts each, drawn from a pool of 60 rare phrases.
+    for a in range(4):
+        for t in range(30):
+            picked = [int(x) for x in rng.choice(np.arange(500, 560), size=6, replace=False)]
+            rows.append(_wording(f"op-{a}", t % 7, 2_000_000 + a * 100 + t, picked + [1, 2]))
+    # One heavy honest account repeating one prompt: volume alone is not wording.
+    rows += [_wording("heavy", d % 7, 3_000_000, [90_000 + j for j in range(40)] + [1, 2]) for d in range(500)]
+    edges = [e for e in _edges(rows, []) if e[2] == "phrasing"]
+    assert {(e[0], e[1]) for e in edges} == {(f"op-{a}", f"op-{b}") for a in range(4) for b in range(a + 1, 4)}
+    assert all(e[4] >= default_rules().phrasing.min_shared for e in edges)
 
 
 def test_rules_file_is_valid_and_every_kind_documented():

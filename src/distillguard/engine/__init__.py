@@ -9,14 +9,24 @@ own does not say which of fifty generated statements failed.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-__all__ = ["Engine", "EngineError", "EngineLocked", "ident", "literal"]
+__all__ = ["Engine", "EngineError", "EngineLocked", "ident", "literal", "parts_for"]
+
+# Rows one statement of a partitioned step reads (see Engine.create_in_parts): the
+# memory a hash table over them needs stays far below a bounded buffer pool.
+ROWS_PER_PART = 1_000_000
+
+
+def parts_for(rows: int, rows_per_part: int = ROWS_PER_PART) -> int:
+    """How many parts to split a step over `rows` input rows into (at least one)."""
+    return max(1, math.ceil(rows / rows_per_part))
 
 
 class EngineError(RuntimeError):
@@ -151,6 +161,18 @@ class Engine:
         if per_thread:
             options.append("PER_THREAD_OUTPUT, OVERWRITE_OR_IGNORE")
         self.execute(f"COPY ({sql}) TO {literal(str(path))} ({', '.join(options)})", step=step)
+
+    def create_in_parts(self, table: str, sql_for: Callable[[tuple[int, int]], str], parts: int, *,
+                        step: str) -> None:
+        """CREATE table from `parts` statements, sql_for((i, parts)) for each part i.
+
+        A large aggregation split by a hash of its key into disjoint parts: each
+        statement's hash table holds a 1/parts share of the groups, so the peak memory
+        is bounded by the part size and not by the input (spilling whole aggregates of
+        lists and wide rows is what runs DuckDB out of memory)."""
+        for i in range(parts):
+            head = f"CREATE OR REPLACE TABLE {table} AS" if i == 0 else f"INSERT INTO {table}"
+            self.execute(f"{head} {sql_for((i, parts))}", step=step if parts == 1 else f"{step} ({i + 1}/{parts})")
 
     @contextlib.contextmanager
     def transaction(self, step: str = "transaction") -> Iterator[Engine]:

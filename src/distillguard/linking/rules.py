@@ -43,18 +43,31 @@ class Synchrony:
 
 
 @dataclass(frozen=True)
+class Phrasing:
+    prompts_per_account: int
+    max_accounts: int
+    max_share: float
+    min_shared: int
+    min_lift: float
+    weight: float
+    about: str
+
+
+@dataclass(frozen=True)
 class LinkRules:
     min_weight: float
     anchors: tuple[str, ...]   # kinds that tie an account to its campaign on their own
     identifiers: tuple[Identifier, ...]
     coaction: tuple[Coaction, ...]
     synchrony: Synchrony
+    phrasing: Phrasing
 
     def about(self) -> dict[str, str]:
         """reason code -> what it means."""
         out = {f"link.{i.kind}": i.about for i in self.identifiers}
         out |= {f"link.coaction_{c.kind}": c.about for c in self.coaction}
         out["link.synchrony"] = self.synchrony.about
+        out["link.phrasing"] = self.phrasing.about
         return out
 
 
@@ -70,7 +83,7 @@ def load_rules(path: str | Path | None = None) -> LinkRules:
         identifiers = tuple(Identifier(kind=k, **v) for k, v in raw["identifiers"].items())
         coaction = tuple(Coaction(kind=k, **v) for k, v in raw["coaction"].items())
         rules = LinkRules(float(raw["min_weight"]), tuple(raw["anchors"]), identifiers, coaction,
-                          Synchrony(**raw["synchrony"]))
+                          Synchrony(**raw["synchrony"]), Phrasing(**raw["phrasing"]))
     except (KeyError, TypeError) as e:
         raise RulesError(f"{where}: {e}") from None
     known = {i.kind for i in identifiers} | {"synchrony"}
@@ -81,6 +94,11 @@ def load_rules(path: str | Path | None = None) -> LinkRules:
             raise RulesError(f"{where}: identifier {i.kind}: source must be accounts or events, not {i.source!r}")
         if i.weight <= 0 or i.decay < 0 or i.max_accounts < 2:
             raise RulesError(f"{where}: identifier {i.kind}: weight > 0, decay >= 0 and max_accounts >= 2 required")
+    ph = rules.phrasing
+    if (ph.prompts_per_account < 1 or ph.max_accounts < 2 or not 0 < ph.max_share <= 1 or ph.min_shared < 1
+            or ph.weight <= 0):
+        raise RulesError(f"{where}: phrasing: prompts_per_account >= 1, max_accounts >= 2, 0 < max_share <= 1, "
+                         "min_shared >= 1 and weight > 0 required")
     return rules
 
 

@@ -8,7 +8,7 @@ further, so every later stage works on small, fixed-width rows.
 
 from __future__ import annotations
 
-from distillguard.engine import Engine
+from distillguard.engine import Engine, parts_for
 from distillguard.signals.intent import INTENT_KINDS, intent_scores_sql
 from distillguard.signals.templates import signatures_sql
 from distillguard.signals.timezones import country_offsets_table, tz_class_sql, tz_offsets_table
@@ -31,9 +31,12 @@ def build_signals(engine: Engine, events_sql: str, accounts_sql: str, *, until: 
                    step="signals: window")
     _build_models(engine)
     _build_timezones(engine, accounts_sql)
-    engine.execute(f"CREATE OR REPLACE TEMP TABLE prompt_signatures AS {signatures_sql('scan_events')}",
-                   step="signals: templates and sketches")
-    _build_intents(engine)
+    # Per-prompt work is split by a hash of the text, so its memory is bounded by the
+    # part size, whatever the input size.
+    parts = parts_for(engine.rows("SELECT count(*) FROM scan_events", step="signals: count")[0][0])
+    engine.create_in_parts("prompt_signatures", lambda part: signatures_sql("scan_events", part=part), parts,
+                           step="signals: templates and sketches")
+    _build_intents(engine, parts)
     kinds = ", ".join(f"intent_{k}" for k in INTENT_KINDS)
     top = " ".join(f"WHEN intent_{k} = intent_max THEN '{k}'" for k in INTENT_KINDS)
     scores = ", ".join(f"i.intent_{k}" for k in INTENT_KINDS)
@@ -46,7 +49,7 @@ WITH s AS (
     hash(prompt) AS text_hash, hash(prompt, system) AS intent_key
   FROM scan_events
 )
-SELECT s.* EXCLUDE (text_hash, intent_key), {scores},
+SELECT s.* EXCLUDE (intent_key), {scores},
   ps.template_head, ps.template_tail, coalesce(ps.sketch, []) AS sketch,
   greatest({kinds}) AS intent_max,
   CASE WHEN greatest({kinds}) >= 0.5 THEN CASE {top} END END AS intent_top,
@@ -63,17 +66,20 @@ LEFT JOIN client_tz_class tz ON tz.client_timezone = s.client_timezone AND tz.bi
 """, step="signals: score requests")
 
 
-def _build_intents(engine: Engine) -> None:
+def _build_intents(engine: Engine, parts: int) -> None:
     """Intent scores once per distinct (prompt, system): retries, fixed evaluation items
     and templated system prompts repeat a lot, and regexes are the costliest step."""
     window_text = (f"CASE WHEN length(prompt) > {INTENT_HEAD + INTENT_TAIL} "
                    f"THEN left(prompt, {INTENT_HEAD}) || chr(10) || right(prompt, {INTENT_TAIL}) ELSE prompt END")
-    distinct = f"""(SELECT hash(prompt, system) AS intent_key, any_value({window_text}) AS intent_text,
-  any_value(system) AS system FROM scan_events GROUP BY 1)"""
-    engine.execute(f"""
-CREATE OR REPLACE TEMP TABLE prompt_intents AS
-SELECT * EXCLUDE (intent_text, system) FROM ({intent_scores_sql(distinct, prompt='intent_text', system='system')})""",
-                   step="signals: intent")
+
+    def part_sql(part: tuple[int, int]) -> str:
+        keep = f"WHERE hash(prompt, system) % {part[1]} = {part[0]}" if part[1] > 1 else ""
+        distinct = f"""(SELECT hash(prompt, system) AS intent_key, any_value({window_text}) AS intent_text,
+  any_value(system) AS system FROM scan_events {keep} GROUP BY 1)"""
+        return (f"SELECT * EXCLUDE (intent_text, system) FROM "
+                f"({intent_scores_sql(distinct, prompt='intent_text', system='system')})")
+
+    engine.create_in_parts("prompt_intents", part_sql, parts, step="signals: intent")
 
 
 def _build_models(engine: Engine) -> None:

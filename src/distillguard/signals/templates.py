@@ -48,8 +48,8 @@ from distillguard.engine import ident, literal
 
 __all__ = [
     "SKETCH_CHARS", "TAIL_CHARS", "KEY_TOKENS", "SHINGLE_TOKENS", "MAX_SHINGLES", "BANDS", "ROWS",
-    "normalize_sql", "tokens_sql", "template_keys_sql", "shingles_sql", "minhash_bands_sql", "signatures_sql",
-    "collision_probability",
+    "PHRASE_SAMPLE", "normalize_sql", "tokens_sql", "template_keys_sql", "shingles_sql", "minhash_bands_sql",
+    "signatures_sql", "collision_probability",
 ]
 
 # Characters of a prompt read for the keys and the sketch (a template shows in its
@@ -84,6 +84,11 @@ MAX_SHINGLES = 256
 # price.
 BANDS = 14
 ROWS = 5
+# Phrases: the shingles whose hash is 0 modulo PHRASE_SAMPLE, a fixed sample of every
+# prompt's word 3-grams (Broder's mod-m sampling: two texts keep the same share of
+# the shingles they share, so overlaps are estimated without keeping them all). They
+# let linking compare the wording of whole accounts (links.yaml, phrasing).
+PHRASE_SAMPLE = 4
 
 # The min-hash family: h_i(x) = hash(x XOR C_i), C_i fixed 64-bit constants, so a
 # sketch is the same in every run (for one DuckDB version: hash() is DuckDB's 64-bit
@@ -219,16 +224,24 @@ def minhash_bands_sql(expr: str, bands: int = BANDS, rows: int = ROWS) -> str:
     return f"{_band_keys(values, bands, rows)}[1:{bands} * (len({sh}) > 0)::INT + 0 * strlen({expr})]"
 
 
-def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: int = ROWS) -> str:
+def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: int = ROWS,
+                   part: tuple[int, int] = (0, 1)) -> str:
     """SQL of a table with one row per distinct non-NULL `text` of `source` (a table
-    name or a parenthesised query): text_hash = hash(text), and the template_head,
-    template_tail and sketch that `template_keys_sql` and `minhash_bands_sql` give it.
+    name or a parenthesised query): text_hash = hash(text), the template_head,
+    template_tail and sketch that `template_keys_sql` and `minhash_bands_sql` give it,
+    and its phrases (the shingles sampled by PHRASE_SAMPLE).
+
+    ``part=(i, n)`` keeps the texts whose hash is i modulo n: n statements, one per
+    part, build the table with a memory peak n times smaller (see `partitions`).
 
     The faster way to key a large scan: each distinct prompt is keyed once (repeats
     are common: retries, fixed eval items, "continue"), and the min-hashes are one
     GROUP BY over the unnested shingles, which DuckDB runs faster than 70 list
     passes. Join back on ``hash(events.prompt) = text_hash``."""
     _check_bands(bands, rows)
+    part_i, part_n = part
+    if not 0 <= part_i < part_n:
+        raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
     col = ident(text)
     keys = template_keys_sql(col)
     minmax = []
@@ -238,7 +251,8 @@ def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: 
     names = [f"m{j}" for j in range(len(minmax))]
     return f"""
 WITH texts AS (
-  SELECT hash({col}) AS text_hash, any_value({col}) AS {col} FROM {source} WHERE {col} IS NOT NULL GROUP BY 1
+  SELECT hash({col}) AS text_hash, any_value({col}) AS {col} FROM {source}
+  WHERE {col} IS NOT NULL{f" AND hash({col}) % {part_n} = {part_i}" if part_n > 1 else ""} GROUP BY 1
 ), keyed AS MATERIALIZED (
   SELECT text_hash, {keys['template_head']} AS template_head, {keys['template_tail']} AS template_tail,
     {shingles_sql(col)} AS shingles
@@ -249,7 +263,8 @@ WITH texts AS (
   GROUP BY text_hash
 )
 SELECT k.text_hash, k.template_head, k.template_tail,
-  CASE WHEN m.text_hash IS NULL THEN []::UBIGINT[] ELSE {_band_keys(names, bands, rows)} END AS sketch
+  CASE WHEN m.text_hash IS NULL THEN []::UBIGINT[] ELSE {_band_keys(names, bands, rows)} END AS sketch,
+  list_filter(k.shingles, lambda x: x % {PHRASE_SAMPLE} = 0) AS phrases
 FROM keyed k LEFT JOIN minhashes m USING (text_hash)"""
 
 

@@ -39,6 +39,11 @@ from distillguard.verdicts.evidence import build_evidence
 from distillguard.verdicts.tables import build_verdict_tables
 
 ProgressFn = Callable[[str, int, int], None]
+# The engine's memory when the caller sets none. Every large step is split into
+# parts of bounded size (engine.parts_for), so a scan of any size fits in this
+# buffer pool, spilling to the scratch folder; with Python's own share the process
+# stays under 4 GiB (docs/benchmarks.md).
+DEFAULT_MEMORY_LIMIT = "2.5GB"
 STEPS = ("signals", "profiles", "linking", "communities", "scoring", "evidence", "writing")
 OUTPUTS = ("accounts", "campaigns", "evidence")
 
@@ -92,7 +97,7 @@ def scan(
     until_sql = f"TIMESTAMPTZ {literal(until)}" if until else None
     rules, terms = default_rules(), default_scorecard()
     try:
-        with Engine.open(scratch / "scan.duckdb", memory_limit=memory_limit, threads=threads,
+        with Engine.open(scratch / "scan.duckdb", memory_limit=memory_limit or DEFAULT_MEMORY_LIMIT, threads=threads,
                          temp_directory=scratch / "spill") as engine:
             def step(name: str, fn: Callable[[], object]) -> object:
                 report(name, STEPS.index(name), len(STEPS))
@@ -128,12 +133,22 @@ def _one(engine: Engine, sql: str) -> int:
 
 
 def _communities(engine: Engine, min_weight: float) -> None:
-    pairs = engine.arrow(f"""
-SELECT src, dst, sum(weight) AS weight FROM link_edges GROUP BY src, dst HAVING sum(weight) >= {min_weight}""",
-                         step="linking: pair weights")
-    engine.register("communities_found", find_communities(pairs, min_weight=min_weight))
-    engine.execute("CREATE OR REPLACE TABLE communities AS SELECT * FROM communities_found", step="communities")
-    engine.unregister("communities_found")
+    """Communities of the strong evidence first; then, among the accounts it leaves
+    alone, communities of shared wording. Wording is weaker evidence: honest groups
+    share it too (a class, a prompt library), and in one graph its dense honest
+    clusters would swallow the campaigns that infrastructure and timing isolate."""
+    pairs = f"SELECT src, dst, sum(weight) AS weight FROM link_edges WHERE kind {{}} 'phrasing' GROUP BY src, dst"
+    strong = find_communities(engine.arrow(pairs.format("<>"), step="linking: pair weights"), min_weight=min_weight)
+    engine.register("strong_communities", strong)
+    wording = engine.arrow(f"""
+SELECT * FROM ({pairs.format("=")}) WHERE weight >= {min_weight}
+  AND src NOT IN (SELECT account_id FROM strong_communities) AND dst NOT IN (SELECT account_id FROM strong_communities)""",
+                           step="linking: wording pairs")
+    engine.register("wording_communities", find_communities(wording, min_weight=min_weight))
+    engine.execute("CREATE OR REPLACE TABLE communities AS "
+                   "SELECT * FROM strong_communities UNION ALL SELECT * FROM wording_communities", step="communities")
+    engine.unregister("strong_communities")
+    engine.unregister("wording_communities")
 
 
 def _score(engine: Engine, terms):
