@@ -12,7 +12,7 @@ import pytest
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from distillguard.linking.communities import SCHEMA, find_communities
+from distillguard.linking.communities import SCHEMA, find_communities, find_communities_in_layers
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]  # (u, v, weight) over account numbers
 
@@ -184,3 +184,25 @@ def test_empty_input_gives_an_empty_table_with_the_schema():
 def test_bad_edges_are_refused(table, message):
     with pytest.raises(ValueError, match=message):
         find_communities(table)
+
+
+def test_wording_groups_only_the_accounts_stronger_evidence_left_alone():
+    # Strong evidence: a 10-account cell sharing cards (0-9) and an honest backend org of
+    # 60 accounts co-acting on its own templates (100-159). Wording alone: a careful
+    # 20-account campaign (200-219), which also shares some wording with the org (a
+    # common prompt library), and a class of 30 (300-329) sharing an assignment.
+    strong = edges(clique(0, 10, 3.0), clique(100, 60, 1.0, keep=0.3, seed=1))
+    weak = edges(clique(200, 20, 1.0, keep=0.6, seed=2), clique(300, 30, 1.0, keep=0.5, seed=3),
+                 links(list(range(200, 220)) * 2, list(range(100, 140)), 1.0))
+
+    def groups(found: pa.Table) -> list[list[str]]:
+        members: dict[str, set] = {}
+        for a, c in zip(found.column("account_id").to_pylist(), found.column("community_id").to_pylist()):
+            members.setdefault(c, set()).add(a)
+        return [sorted(m) for m in members.values()]
+
+    layered = groups(find_communities_in_layers(strong, weak))
+    for first, size in ((0, 10), (100, 60), (200, 20), (300, 30)):
+        assert [name(i) for i in range(first, first + size)] in layered
+    # In one graph the org's wording ties swallow the careful campaign.
+    assert [name(i) for i in range(200, 220)] not in groups(find_communities(pa.concat_tables([strong, weak])))

@@ -215,3 +215,19 @@ def _group_ids(prefix: str, names: pa.Array, label: np.ndarray) -> pa.Array:
     _, first = np.unique(label, return_index=True)  # labels run 0..k-1 (_dense)
     return pa.array([prefix + hashlib.sha256(name.encode()).hexdigest()[:ID_HEX]
                      for name in names.take(first).to_pylist()], type=pa.string())
+
+
+def find_communities_in_layers(strong: pa.Table, weak: pa.Table, *, min_weight: float = 1.0,
+                               resolution: float = RESOLUTION, seed: int = 0) -> pa.Table:
+    """Communities of the `strong` edges; then communities of the `weak` edges among
+    the accounts the strong ones left in none (both tables as `find_communities` takes).
+
+    Weak evidence that honest groups share too (wording) would, in one graph, let dense
+    honest clusters swallow the groups that strong evidence isolates; here it only
+    groups the accounts nothing stronger grouped."""
+    first = find_communities(strong, min_weight=min_weight, resolution=resolution, seed=seed)
+    grouped = first.column("account_id")
+    keep = pc.and_(pc.invert(pc.is_in(weak.column("src"), value_set=grouped)),
+                   pc.invert(pc.is_in(weak.column("dst"), value_set=grouped)))
+    second = find_communities(weak.filter(keep), min_weight=min_weight, resolution=resolution, seed=seed)
+    return pa.concat_tables([first, second])

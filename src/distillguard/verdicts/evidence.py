@@ -59,14 +59,16 @@ SELECT campaign_id, account_id, {literal('link.' + ident.kind)}, 'identifier', v
   count(*) OVER (PARTITION BY campaign_id, value)
 FROM members QUALIFY count(*) OVER (PARTITION BY campaign_id, value) >= 2""",
                        step=f"evidence: link.{ident.kind}")
-    engine.execute("""
+    # Links that are not a shared value: the evidence is the linked account itself.
+    pair_kinds = ", ".join(literal(k) for k in [f"coaction_{c.kind}" for c in rules.coaction] + ["synchrony", "phrasing"])
+    engine.execute(f"""
 INSERT INTO verdict_evidence
 SELECT m.campaign_id, e.src, 'link.' || e.kind, 'account', e.dst, e.weight
 FROM link_edges e JOIN campaign_members m ON m.account_id = e.src
 JOIN campaign_members n ON n.account_id = e.dst AND n.campaign_id = m.campaign_id
-WHERE e.kind IN ('coaction_template', 'coaction_sketch', 'synchrony')
+WHERE e.kind IN ({pair_kinds})
 UNION ALL
 SELECT m.campaign_id, e.dst, 'link.' || e.kind, 'account', e.src, e.weight
 FROM link_edges e JOIN campaign_members m ON m.account_id = e.dst
 JOIN campaign_members n ON n.account_id = e.src AND n.campaign_id = m.campaign_id
-WHERE e.kind IN ('coaction_template', 'coaction_sketch', 'synchrony')""", step="evidence: linked accounts")
+WHERE e.kind IN ({pair_kinds})""", step="evidence: linked accounts")

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from distillguard import __version__
 from distillguard.engine import Engine, literal
-from distillguard.linking.communities import find_communities
+from distillguard.linking.communities import find_communities_in_layers
 from distillguard.linking.edges import build_edges
 from distillguard.linking.rules import default_rules
 from distillguard.profiles import build_profiles
@@ -133,22 +133,14 @@ def _one(engine: Engine, sql: str) -> int:
 
 
 def _communities(engine: Engine, min_weight: float) -> None:
-    """Communities of the strong evidence first; then, among the accounts it leaves
-    alone, communities of shared wording. Wording is weaker evidence: honest groups
-    share it too (a class, a prompt library), and in one graph its dense honest
-    clusters would swallow the campaigns that infrastructure and timing isolate."""
-    pairs = f"SELECT src, dst, sum(weight) AS weight FROM link_edges WHERE kind {{}} 'phrasing' GROUP BY src, dst"
-    strong = find_communities(engine.arrow(pairs.format("<>"), step="linking: pair weights"), min_weight=min_weight)
-    engine.register("strong_communities", strong)
-    wording = engine.arrow(f"""
-SELECT * FROM ({pairs.format("=")}) WHERE weight >= {min_weight}
-  AND src NOT IN (SELECT account_id FROM strong_communities) AND dst NOT IN (SELECT account_id FROM strong_communities)""",
-                           step="linking: wording pairs")
-    engine.register("wording_communities", find_communities(wording, min_weight=min_weight))
-    engine.execute("CREATE OR REPLACE TABLE communities AS "
-                   "SELECT * FROM strong_communities UNION ALL SELECT * FROM wording_communities", step="communities")
-    engine.unregister("strong_communities")
-    engine.unregister("wording_communities")
+    # Wording links go in a second layer (linking/communities.py says why).
+    pairs = "SELECT src, dst, sum(weight) AS weight FROM link_edges WHERE kind {} 'phrasing' GROUP BY src, dst"
+    found = find_communities_in_layers(engine.arrow(pairs.format("<>"), step="linking: pair weights"),
+                                       engine.arrow(pairs.format("="), step="linking: wording pairs"),
+                                       min_weight=min_weight)
+    engine.register("communities_found", found)
+    engine.execute("CREATE OR REPLACE TABLE communities AS SELECT * FROM communities_found", step="communities")
+    engine.unregister("communities_found")
 
 
 def _score(engine: Engine, terms):
