@@ -18,9 +18,14 @@ T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 def _signals(rows: list[dict]) -> pa.Table:
     cols = {"account_id": pa.string(), "ts": pa.timestamp("us", tz="UTC"), "text_hash": pa.uint64(),
             "template_head": pa.uint64(),
-            "template_tail": pa.uint64(), "sketch": pa.list_(pa.uint64()), "client_ip": pa.string(),
-            "tls_fingerprint": pa.string(), "user_agent": pa.string(), "conversation_id": pa.string()}
-    return pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in cols.items()})
+            "template_tail": pa.uint64(), "client_ip": pa.string(),
+            "tls_fingerprint": pa.string(), "user_agent": pa.string(), "conversation_id": pa.string(),
+            "read_level": pa.int32(), "content_read": pa.bool_()}
+    defaults = {"read_level": 0, "content_read": True}  # content read in full unless a test says otherwise
+    table = pa.table({c: pa.array([r.get(c, defaults.get(c)) for r in rows], t) for c, t in cols.items()})
+    ix = {a: i for i, a in enumerate(sorted(set(table.column("account_id").to_pylist())))}
+    return table.append_column("account_ix", pa.array([ix[a] for a in table.column("account_id").to_pylist()],
+                                                       pa.int32()))
 
 
 def _accounts(rows: list[dict]) -> pa.Table:
@@ -34,12 +39,16 @@ def _edges(signals: list[dict], accounts: list[dict]) -> list[tuple]:
     with Engine.open() as engine:
         engine.register("signals_in", _signals(signals))
         engine.execute("CREATE TABLE signals AS SELECT * FROM signals_in")
-        engine.execute("CREATE TABLE profiles AS SELECT account_id, count(*) AS exchanges FROM signals GROUP BY 1")
-        # Each prompt's phrases, keyed by its text_hash (rows give them as "phrases").
-        texts = {r["text_hash"]: r.get("phrases", []) for r in signals if r.get("text_hash") is not None}
+        engine.execute("CREATE VIEW scan_events AS SELECT * FROM signals_in")  # the events, for their identifiers
+        engine.execute("CREATE TABLE profiles AS SELECT account_id, any_value(account_ix) AS account_ix, "
+                       "count(*) AS exchanges FROM signals GROUP BY 1")
+        # Each prompt's phrases and sketch, keyed by its text_hash (rows give them as
+        # "phrases" and "sketch").
+        texts = {r["text_hash"]: r for r in signals if r.get("text_hash") is not None}
         engine.register("prompt_signatures", pa.table({
             "text_hash": pa.array(list(texts), pa.uint64()),
-            "phrases": pa.array(list(texts.values()), pa.list_(pa.uint64()))}))
+            "sketch": pa.array([r.get("sketch", []) for r in texts.values()], pa.list_(pa.uint64())),
+            "phrases": pa.array([r.get("phrases", []) for r in texts.values()], pa.list_(pa.uint64()))}))
         engine.register("accounts_in", _accounts(accounts))
         build_edges(engine, "SELECT * FROM accounts_in")
         return engine.rows("SELECT src, dst, kind, weight, shared FROM link_edges ORDER BY kind, src, dst")
@@ -107,14 +116,25 @@ def test_the_same_template_in_the_same_ten_minutes_is_co_action():
     assert all(e[3] == pytest.approx(6 * 0.5 / 3) and e[4] == 6 for e in edges)
 
 
+def test_co_action_seen_in_a_content_sample_counts_for_the_buckets_it_stands_for():
+    def pair(prefix: str, level: int) -> list[dict]:
+        return [{"account_id": f"{prefix}-{i}", "ts": T0 + timedelta(days=day, minutes=i), "template_head": 42 + level,
+                 "read_level": level} for day in range(3) for i in range(2)]
+    # Two heavy accounts read in 1 bucket of 4 (level 2) share a template in 3 of the
+    # buckets read: as much evidence as 12 shared buckets read in full.
+    edges = {e[0]: e for e in _edges(pair("full", 0) + pair("sampled", 2), []) if e[2] == "coaction_template"}
+    assert edges["full-0"][3] == pytest.approx(3 * 0.5) and edges["full-0"][4] == 3
+    assert edges["sampled-0"][3] == pytest.approx(4 * 3 * 0.5) and edges["sampled-0"][4] == 3
+
+
 def test_near_duplicates_of_prompts_too_short_for_a_template_are_not_co_action():
     rows = []
     for day in range(6):
         for i in range(4):  # the same near-duplicate sketch key, six days running
             rows.append({"account_id": f"long-{i}", "ts": T0 + timedelta(days=day, minutes=i), "sketch": [7],
-                         "template_head": 100 + i})  # long prompts: each has a template key
+                         "text_hash": 100 * day + i, "template_head": 100 + i})  # long: a template key each
             rows.append({"account_id": f"short-{i}", "ts": T0 + timedelta(days=day, hours=3, minutes=i),
-                         "sketch": [8]})  # "hi, how are you?": no template key
+                         "text_hash": 100 * day + 50 + i, "sketch": [8]})  # "hi, how are you?": no template key
     edges = [e for e in _edges(rows, []) if e[2] == "coaction_sketch"]
     assert {(e[0], e[1]) for e in edges} == {(f"long-{a}", f"long-{b}") for a in range(4) for b in range(a + 1, 4)}
 

@@ -1,10 +1,12 @@
 """signals + accounts -> `link_edges`: one row per (account pair, kind) with its weight.
 
-Three families of evidence that two accounts have one operator (links.yaml):
+Four families of evidence that two accounts have one operator (links.yaml):
 shared identifiers, weighted by rarity; co-action (the same template or
-near-duplicate prompt in the same time bucket); and synchronized timing, tested
-against what the two accounts' volumes would give by chance. Pairs are written
-once, src < dst.
+near-duplicate prompt in the same time bucket); synchronized timing and shared rare
+wording, each tested against what chance would give. Pairs are written once,
+src < dst. Identifiers of accounts are read from the accounts relation, those of
+exchanges (IPs, user agents, conversations) from the scan's events (`scan_events`,
+signals/request.py).
 """
 
 from __future__ import annotations
@@ -20,28 +22,43 @@ def build_edges(engine: Engine, accounts_sql: str, rules: LinkRules | None = Non
     for ident in rules.identifiers:
         engine.execute(f"INSERT INTO link_edges {_identifier_sql(ident, accounts_sql)}",
                        step=f"linking: shared {ident.kind}")
-    # The pair-finding self-joins are split by time bucket (pairs only form inside a
-    # bucket), so their memory is bounded by the part size, whatever the input size.
-    parts = parts_for(engine.rows("SELECT count(*) FROM signals", step="linking: count")[0][0])
+    # The pair-finding self-joins are split into parts, so their memory is bounded by
+    # the part size, whatever the input size. Co-action's are split by time bucket
+    # (its pairs form inside a bucket, counted once per bucket).
+    rows, read = engine.rows("SELECT count(*), count(*) FILTER (WHERE content_read) FROM signals",
+                             step="linking: count")[0]
     for co in rules.coaction:
-        engine.create_in_parts("coaction_together", lambda part, co=co: _coaction_together_sql(co, part), parts,
-                               step=f"linking: co-action {co.kind}")
+        engine.create_in_parts("coaction_together", lambda part, co=co: _coaction_together_sql(co, part),
+                               parts_for(read), step=f"linking: co-action {co.kind}")
         engine.execute(f"INSERT INTO link_edges {_coaction_sql(co)}", step=f"linking: co-action {co.kind} pairs")
+    # Synchrony's pairs are split by the first account instead: the activity table is
+    # small, the pairs are many, and each pair's count is then final in its part.
     sy = rules.synchrony
-    engine.create_in_parts("synchrony_together", lambda part: _synchrony_together_sql(sy, part), parts,
+    engine.execute(f"CREATE OR REPLACE TABLE synchrony_acts AS {_synchrony_acts_sql(sy)}",
+                   step="linking: synchrony activity")
+    engine.create_in_parts("synchrony_together", lambda part: _synchrony_together_sql(sy, part), parts_for(rows),
                            step="linking: synchrony")
     engine.execute(f"INSERT INTO link_edges {_synchrony_sql(sy)}", step="linking: synchrony pairs")
-    engine.execute("DROP TABLE coaction_together; DROP TABLE synchrony_together", step="linking: clean up")
+    engine.execute("DROP TABLE coaction_together; DROP TABLE synchrony_acts; DROP TABLE synchrony_together",
+                   step="linking: clean up")
     engine.execute(f"CREATE OR REPLACE TABLE account_phrases AS {_account_phrases_sql(rules.phrasing)}",
                    step="linking: account phrases")
     engine.execute(f"INSERT INTO link_edges {_phrasing_sql(rules.phrasing)}", step="linking: phrasing")
     engine.execute("DROP TABLE account_phrases", step="linking: clean up")
 
 
+def _named(pairs_sql: str) -> str:
+    """Pairs of account_ix (signals' integer surrogate, in account_id order, which pair
+    joins and counts run several times faster on) as pairs of account_id."""
+    return f"""
+SELECT a.account_id AS src, b.account_id AS dst, p.* EXCLUDE (src, dst) FROM ({pairs_sql}) p
+JOIN profiles a ON a.account_ix = p.src JOIN profiles b ON b.account_ix = p.dst"""
+
+
 def identifier_values_sql(ident: Identifier, accounts_sql: str) -> str:
     """(account_id, value) for one identifier kind, restricted to the values that link."""
     source = (f"(SELECT * FROM ({accounts_sql}) WHERE account_id IN (SELECT account_id FROM profiles))"
-              if ident.source == "accounts" else "signals")
+              if ident.source == "accounts" else "scan_events")
     return f"""
 SELECT account_id, value, count(*) OVER (PARTITION BY value) AS n FROM (
   SELECT DISTINCT account_id, ({ident.column})::VARCHAR AS value FROM {source}
@@ -58,8 +75,8 @@ FROM v a JOIN v b ON a.value = b.value AND a.account_id < b.account_id
 GROUP BY ALL"""
 
 
-def _bucket_sql(seconds: int) -> str:
-    return f"floor(epoch(ts) / {seconds})::BIGINT"
+def _bucket_sql(seconds: int, ts: str = "ts") -> str:
+    return f"floor(epoch({ts}) / {seconds})::BIGINT"
 
 
 def _in_part(bucket: str, part: tuple[int, int]) -> str:
@@ -67,103 +84,112 @@ def _in_part(bucket: str, part: tuple[int, int]) -> str:
 
 
 def coaction_keys_sql(co: Coaction, part: tuple[int, int] = (0, 1)) -> str:
-    """(account_id, key, bucket) for one co-action kind, in the buckets of one part."""
+    """(account_ix, key, bucket, read_level) for one co-action kind, in the buckets of one part."""
     bucket = _bucket_sql(co.bucket_seconds)
     rows = f"FROM signals WHERE {_in_part(bucket, part)}"
     if co.kind == "template":
-        keys = (f"SELECT account_id, ts, template_head AS key {rows} AND template_head IS NOT NULL "
-                f"UNION ALL SELECT account_id, ts, xor(template_tail, 1::UBIGINT) {rows} AND template_tail IS NOT NULL")
+        keys = (f"SELECT account_ix, ts, read_level, template_head AS key {rows} AND template_head IS NOT NULL "
+                f"UNION ALL SELECT account_ix, ts, read_level, xor(template_tail, 1::UBIGINT) {rows} "
+                f"AND template_tail IS NOT NULL")
     elif co.kind == "sketch":
         # Prompts too short to hold a template (no template key) are left out: near-
         # duplicates among them are common language ("what is the capital of france").
-        keys = f"SELECT account_id, ts, unnest(sketch) AS key {rows} AND len(sketch) > 0 AND template_head IS NOT NULL"
+        # The sketch stays with the distinct prompt (signals/request.py), joined here.
+        keys = (f"SELECT s.account_ix, s.ts, s.read_level, unnest(p.sketch) AS key "
+                f"FROM signals s JOIN prompt_signatures p ON p.text_hash = s.text_hash AND s.content_read "
+                f"WHERE {_in_part(_bucket_sql(co.bucket_seconds, 's.ts'), part)} "
+                f"AND s.template_head IS NOT NULL AND len(p.sketch) > 0")
     else:
         raise ValueError(f"unknown co-action kind {co.kind!r}")
-    return f"SELECT DISTINCT account_id, key, {bucket} AS bucket FROM ({keys})"
+    return f"SELECT DISTINCT account_ix, key, {bucket} AS bucket, read_level FROM ({keys})"
 
 
 def _coaction_together_sql(co: Coaction, part: tuple[int, int]) -> str:
     # A pair counts each shared bucket once, however many keys (template head and
     # tail, sketch bands) it shares there, and the least crowded key decides how
-    # much that bucket says.
+    # much that bucket says. Both accounts' content was read in the bucket with
+    # probability 2**-read_level, the larger of their levels (signals/request.py).
     return f"""
 WITH acts AS ({coaction_keys_sql(co, part)}),
 crowds AS (SELECT key, bucket, count(*) AS m FROM acts GROUP BY ALL HAVING m BETWEEN 2 AND {co.max_accounts}),
 members AS (SELECT acts.*, m FROM acts JOIN crowds USING (key, bucket))
-SELECT a.account_id AS src, b.account_id AS dst, a.bucket, min(a.m) AS m
-FROM members a JOIN members b ON a.key = b.key AND a.bucket = b.bucket AND a.account_id < b.account_id
+SELECT a.account_ix AS src, b.account_ix AS dst, a.bucket, min(a.m) AS m,
+  max(greatest(a.read_level, b.read_level)) AS read_level
+FROM members a JOIN members b ON a.key = b.key AND a.bucket = b.bucket AND a.account_ix < b.account_ix
 GROUP BY ALL"""
 
 
 def _coaction_sql(co: Coaction) -> str:
     # One coincidence is not co-action: a pair needs min_buckets separate buckets
-    # (SynchroTrap's repeated similarity).
-    return f"""
-SELECT src, dst, {literal('coaction_' + co.kind)} AS kind, sum({co.weight} / (m - 1)) AS weight, count(*) AS shared
-FROM coaction_together GROUP BY src, dst HAVING count(*) >= {co.min_buckets}"""
+    # (SynchroTrap's repeated similarity), counted in the buckets read; each read
+    # bucket stands for the 2**read_level buckets it was sampled from.
+    return _named(f"""
+SELECT src, dst, {literal('coaction_' + co.kind)} AS kind, sum({co.weight} / (m - 1) * pow(2, read_level)) AS weight,
+  count(*) AS shared
+FROM coaction_together GROUP BY src, dst HAVING count(*) >= {co.min_buckets}""")
 
 
-def _synchrony_acts_sql(sy: Synchrony, part: tuple[int, int] = (0, 1)) -> str:
-    bucket = _bucket_sql(sy.bucket_seconds)
+def _synchrony_acts_sql(sy: Synchrony) -> str:
+    """(account_ix, bucket, m): the buckets each tested account was active in, and how
+    many tested accounts were active in that bucket."""
     return f"""
-SELECT DISTINCT account_id, {bucket} AS bucket FROM signals
-WHERE {_in_part(bucket, part)}
-  AND account_id IN (SELECT account_id FROM profiles WHERE exchanges >= {sy.min_exchanges})"""
+SELECT account_ix, bucket, count(*) OVER (PARTITION BY bucket) AS m FROM (
+  SELECT DISTINCT account_ix, {_bucket_sql(sy.bucket_seconds)} AS bucket FROM signals
+  WHERE account_ix IN (SELECT account_ix FROM profiles WHERE exchanges >= {sy.min_exchanges}))"""
 
 
 def _synchrony_together_sql(sy: Synchrony, part: tuple[int, int]) -> str:
-    """(src, dst, n): buckets of one part in which both accounts were active."""
+    """(src, dst, n): pairs whose src falls in one part, and the uncrowded buckets in
+    which both were active. A pair lives in one part, so its count is final here."""
+    crowd = f"BETWEEN 2 AND {sy.max_accounts}"
+    in_part = f"AND a.account_ix % {part[1]} = {part[0]}" if part[1] > 1 else ""
     return f"""
-WITH acts AS ({_synchrony_acts_sql(sy, part)}),
-crowds AS (SELECT bucket FROM acts GROUP BY bucket HAVING count(*) BETWEEN 2 AND {sy.max_accounts})
-SELECT a.account_id AS src, b.account_id AS dst, count(*) AS n
-FROM acts a JOIN acts b ON a.bucket = b.bucket AND a.account_id < b.account_id
-WHERE a.bucket IN (SELECT bucket FROM crowds)
-GROUP BY ALL"""
+SELECT a.account_ix AS src, b.account_ix AS dst, count(*) AS n
+FROM synchrony_acts a JOIN synchrony_acts b ON a.bucket = b.bucket AND a.account_ix < b.account_ix
+WHERE a.m {crowd} AND b.m {crowd} {in_part}
+GROUP BY ALL HAVING count(*) >= {sy.min_together}"""
 
 
 def _synchrony_sql(sy: Synchrony) -> str:
     # Expected co-active buckets if two accounts acted independently: each is
     # active in a share of the buckets of its own lifetime; they overlap for a
     # while. Only a lift far above chance (and enough buckets) is evidence.
-    return f"""
+    return _named(f"""
 WITH life AS (
-  SELECT account_id, count(*) AS active, min(bucket) AS first, max(bucket) AS last
-  FROM ({_synchrony_acts_sql(sy)}) GROUP BY account_id
-), together AS (
-  SELECT src, dst, sum(n) AS n FROM synchrony_together GROUP BY ALL HAVING sum(n) >= {sy.min_together}
+  SELECT account_ix, count(*) AS active, min(bucket) AS first, max(bucket) AS last
+  FROM synchrony_acts GROUP BY account_ix
 )
 SELECT t.src, t.dst, 'synchrony' AS kind, {sy.weight} AS weight, t.n AS shared
-FROM together t JOIN life x ON x.account_id = t.src JOIN life y ON y.account_id = t.dst
+FROM synchrony_together t JOIN life x ON x.account_ix = t.src JOIN life y ON y.account_ix = t.dst
 WHERE t.n >= {sy.min_lift} * (x.active / (x.last - x.first + 1.0)) * (y.active / (y.last - y.first + 1.0))
-                 * greatest(1, least(x.last, y.last) - greatest(x.first, y.first) + 1)"""
+                 * greatest(1, least(x.last, y.last) - greatest(x.first, y.first) + 1)""")
 
 
 def _account_phrases_sql(ph: Phrasing) -> str:
-    """(account_id, phrase, df) for the rare phrases of each account's sampled prompts."""
+    """(account_ix, phrase, df) for the rare phrases of each account's sampled prompts."""
     return f"""
 WITH texts AS (
-  SELECT account_id, text_hash FROM (SELECT DISTINCT account_id, text_hash FROM signals)
-  QUALIFY row_number() OVER (PARTITION BY account_id ORDER BY text_hash) <= {ph.prompts_per_account}
+  SELECT account_ix, text_hash FROM (SELECT DISTINCT account_ix, text_hash FROM signals WHERE content_read)
+  QUALIFY row_number() OVER (PARTITION BY account_ix ORDER BY text_hash) <= {ph.prompts_per_account}
 ), used AS (
-  SELECT DISTINCT t.account_id, unnest(p.phrases) AS phrase
+  SELECT DISTINCT t.account_ix, unnest(p.phrases) AS phrase
   FROM texts t JOIN prompt_signatures p USING (text_hash) WHERE len(p.phrases) > 0
-), users AS (SELECT count(DISTINCT account_id) AS n FROM used)
-SELECT account_id, phrase, df FROM (SELECT *, count(*) OVER (PARTITION BY phrase) AS df FROM used)
+), users AS (SELECT count(DISTINCT account_ix) AS n FROM used)
+SELECT account_ix, phrase, df FROM (SELECT *, count(*) OVER (PARTITION BY phrase) AS df FROM used)
 WHERE df BETWEEN 2 AND greatest({ph.max_accounts}, {ph.max_share} * (SELECT n FROM users))"""
 
 
 def _phrasing_sql(ph: Phrasing) -> str:
     # Configuration-model null: account a's strength s_a = sum(df - 1) over its rare
     # phrases; independent accounts a and b share about s_a * s_b / S of them.
-    return f"""
-WITH strength AS (SELECT account_id, sum(df - 1) AS s FROM account_phrases GROUP BY 1),
+    return _named(f"""
+WITH strength AS (SELECT account_ix, sum(df - 1) AS s FROM account_phrases GROUP BY 1),
 total AS (SELECT sum(s)::DOUBLE AS s FROM strength),
 shared AS (
-  SELECT a.account_id AS src, b.account_id AS dst, count(*) AS n
-  FROM account_phrases a JOIN account_phrases b ON a.phrase = b.phrase AND a.account_id < b.account_id
+  SELECT a.account_ix AS src, b.account_ix AS dst, count(*) AS n
+  FROM account_phrases a JOIN account_phrases b ON a.phrase = b.phrase AND a.account_ix < b.account_ix
   GROUP BY ALL HAVING count(*) >= {ph.min_shared}
 )
 SELECT src, dst, 'phrasing' AS kind, {ph.weight} AS weight, n AS shared
-FROM shared JOIN strength x ON x.account_id = src JOIN strength y ON y.account_id = dst
-WHERE n >= {ph.min_lift} * x.s * y.s / (SELECT s FROM total)"""
+FROM shared JOIN strength x ON x.account_ix = src JOIN strength y ON y.account_ix = dst
+WHERE n >= {ph.min_lift} * x.s * y.s / (SELECT s FROM total)""")

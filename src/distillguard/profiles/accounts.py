@@ -2,7 +2,9 @@
 
 Every column is a rate, a share or a duration, so that accounts of very different
 volume compare (an account with 30 exchanges and one with 30,000 both have an
-intent share). The scorecard (scoring/scorecard.yaml) reads these columns by name.
+intent share). Content shares are taken over the exchanges whose text was read
+(`content_read`, signals/request.py): SQL averages skip the NULLs of the others.
+The scorecard (scoring/scorecard.yaml) reads these columns by name.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ WITH templates AS (
   GROUP BY key
 ), s AS (
   SELECT s.*,
-    coalesce(h.n_accounts, 0) >= {SHARED_TEMPLATE_ACCOUNTS}
-      OR coalesce(t.n_accounts, 0) >= {SHARED_TEMPLATE_ACCOUNTS} AS shared_template,
-    epoch(ts) - epoch(lag(ts) OVER (PARTITION BY account_id ORDER BY ts)) AS gap_s
+    CASE WHEN s.content_read THEN coalesce(h.n_accounts, 0) >= {SHARED_TEMPLATE_ACCOUNTS}
+      OR coalesce(t.n_accounts, 0) >= {SHARED_TEMPLATE_ACCOUNTS} END AS shared_template
   FROM signals s
   LEFT JOIN templates h ON h.key = s.template_head
   LEFT JOIN templates t ON t.key = s.template_tail
+), gaps AS (  -- the window sorts only what it needs: a narrow row, an integer partition
+  SELECT account_ix, stddev_samp(gap_s) / nullif(avg(gap_s), 0) AS gap_cv FROM (
+    SELECT account_ix, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY account_ix ORDER BY ts)) AS gap_s FROM signals)
+  WHERE gap_s < {SESSION_GAP_S} GROUP BY account_ix
 ), hours AS (
   SELECT account_id, hour(ts) AS h, count(*) AS n FROM signals GROUP BY ALL
 ), diurnal AS (
@@ -50,7 +55,7 @@ WITH templates AS (
   FROM signals s LEFT JOIN models m ON m.model = s.model AND s.new_model
   GROUP BY s.account_id
 ), base AS (
-  SELECT account_id,
+  SELECT account_id, any_value(account_ix) AS account_ix,
     count(*) AS exchanges,
     count(DISTINCT ts::DATE) AS active_days,
     min(ts) AS first_seen, max(ts) AS last_seen,
@@ -69,14 +74,14 @@ WITH templates AS (
     avg(coalesce(turn, 0)) AS turn_mean,
     avg((coalesce(turn, 0) = 0)::INT) AS single_turn_share,
     avg(shared_template::INT) AS template_reuse_share,
-    approx_count_distinct(coalesce(template_head, template_tail)) / count(*) AS template_variety,
-    coalesce(stddev_samp(gap_s) FILTER (WHERE gap_s < {SESSION_GAP_S})
-      / nullif(avg(gap_s) FILTER (WHERE gap_s < {SESSION_GAP_S}), 0), 1) AS gap_cv,
-    count(DISTINCT client_ip) AS client_ips,
+    approx_count_distinct(coalesce(template_head, template_tail)) / count(*) FILTER (WHERE content_read)
+      AS template_variety,
+    count(*) FILTER (WHERE content_read) AS content_reads,
+    count(DISTINCT client_ip_key) AS client_ips,
     count(DISTINCT asn) AS asns
   FROM s GROUP BY account_id
 )
-SELECT b.*, d.diurnal_entropy, dl.daily_median, dl.daily_max, dl.daily_cv,
+SELECT b.*, coalesce(g.gap_cv, 1) AS gap_cv, d.diurnal_entropy, dl.daily_median, dl.daily_max, dl.daily_cv,
   p.pivot_hours, p.new_model_share,
   (epoch(b.first_seen) - epoch(a.created_at)) / 86400 AS age_days_at_first_use,
   a.account_type, a.verified, a.org_id, a.billing_country, a.created_at,
@@ -85,5 +90,6 @@ FROM base b
 JOIN diurnal d USING (account_id)
 JOIN daily dl USING (account_id)
 JOIN pivots p USING (account_id)
+LEFT JOIN gaps g ON g.account_ix = b.account_ix
 LEFT JOIN ({accounts_sql}) a ON a.account_id = b.account_id
 """, step="profiles: accounts")

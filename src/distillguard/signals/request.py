@@ -3,14 +3,30 @@
 A pure step from the events relation (and the accounts relation, for the billing
 country) to the `signals` table. Content is scored once here, in the engine
 (vectorized SQL, no per-row Python); the prompt text itself does not travel
-further, so every later stage works on small, fixed-width rows.
+further, so every later stage works on small, fixed-width rows. Identifiers that
+are only compared (client IP, user agent, TLS fingerprint, conversation) stay in the
+events, where linking reads them: copying their strings is most of this step's cost.
+
+Content is read through a sample. Metadata (time, parameters, network) is read on
+every exchange, but the costly reading of the text (intent, template keys, sketch)
+is done on a sample that gives every account at least about READ_EXCHANGES/2 exchanges
+and costs the same for an account of a million exchanges as for one of a thousand:
+shares are rates, and a rate is known to a few percent from a few hundred draws.
+The sample is nested by time: an account with n exchanges is read in the
+READ_BUCKET_SECONDS buckets whose hash is 0 modulo 2**level, level = ceil(log2(n /
+READ_EXCHANGES)) (0, read in full, for most accounts), lowered until at least
+READ_MIN_BUCKETS buckets are read. A heavier account's buckets are a
+subset of a lighter one's, so two accounts are both read in a bucket with probability
+2**-max(level): co-action keeps its meaning and undoes the sampling by that weight
+(Horvitz-Thompson; linking/edges.py). An exchange read for one account is never read
+for another that sent the same text unsampled, which would favour shared texts.
 """
 
 from __future__ import annotations
 
 from distillguard.engine import Engine, parts_for
 from distillguard.signals.intent import INTENT_KINDS, intent_scores_sql
-from distillguard.signals.templates import signatures_sql
+from distillguard.signals.templates import SKETCH_CHARS, TAIL_CHARS, signatures_sql
 from distillguard.signals.timezones import country_offsets_table, tz_class_sql, tz_offsets_table
 
 # A model counts as newly released when it first appears this long after the
@@ -19,9 +35,29 @@ NEW_MODEL_AFTER = "INTERVAL 1 DAY"
 # A max_tokens cap is the largest value at least this many accounts asked for:
 # one client's typo must not define the cap.
 CAP_MIN_ACCOUNTS = 3
-# Intent is read from the start and the end of a prompt, where instructions sit;
+# Content is read from the start and the end of a prompt, where instructions sit;
 # a long pasted document in between costs regex time and says nothing about intent.
-INTENT_HEAD, INTENT_TAIL = 1000, 300
+# The window covers what the template keys and sketch read too.
+WINDOW_HEAD, WINDOW_TAIL = 1000, 300
+assert SKETCH_CHARS <= WINDOW_HEAD and TAIL_CHARS <= WINDOW_TAIL
+# The content sample (see above): at least about half this many of an account's
+# exchanges are read, in time buckets as long as co-action's (links.yaml), so that a
+# co-action bucket is read whole or not at all.
+READ_EXCHANGES = 256
+READ_BUCKET_SECONDS = 600
+# ...and in at least this many buckets: a batch of 100,000 requests sent within an hour
+# is read in full, as a sample of two of its six buckets could miss it all.
+READ_MIN_BUCKETS = 32
+
+
+def read_bucket_sql(ts: str = "ts") -> str:
+    """The content-sample bucket of a timestamp (the co-action bucket of links.yaml)."""
+    return f"floor(epoch({ts}) / {READ_BUCKET_SECONDS})::BIGINT"
+
+
+def is_read_sql(level: str, ts: str = "ts") -> str:
+    """Whether an exchange at ts of an account at this read level is in the content sample."""
+    return f"hash({read_bucket_sql(ts)}) % (1::UBIGINT << {level}) = 0"
 
 
 def build_signals(engine: Engine, events_sql: str, accounts_sql: str, *, until: str | None = None) -> None:
@@ -31,26 +67,45 @@ def build_signals(engine: Engine, events_sql: str, accounts_sql: str, *, until: 
                    step="signals: window")
     _build_models(engine)
     _build_timezones(engine, accounts_sql)
-    # Per-prompt work is split by a hash of the text, so its memory is bounded by the
-    # part size, whatever the input size.
-    parts = parts_for(engine.rows("SELECT count(*) FROM scan_events", step="signals: count")[0][0])
-    engine.create_in_parts("prompt_signatures", lambda part: signatures_sql("scan_events", part=part), parts,
-                           step="signals: templates and sketches")
-    _build_intents(engine, parts)
+    # Per account: its content-sample level, and account_ix, a dense integer in
+    # account_id order that linking's pair joins use instead of the string.
+    engine.execute(f"""
+CREATE OR REPLACE TEMP TABLE read_levels AS
+SELECT account_id, row_number() OVER (ORDER BY account_id)::INTEGER AS account_ix, count(*) AS exchanges,
+  greatest(0, least(ceil(log2(count(*) / {READ_EXCHANGES})),
+  floor(log2(approx_count_distinct({read_bucket_sql()}) / {READ_MIN_BUCKETS}))))::INT AS read_level
+FROM scan_events GROUP BY account_id""", step="signals: content sample")
+    # The texts read, cut to the window any signal reads, in one streaming pass; the
+    # per-text work below is split by a hash of the text, so its memory is bounded by
+    # the part size, whatever the input size.
+    window = (f"CASE WHEN length(prompt) > {WINDOW_HEAD + WINDOW_TAIL} "
+              f"THEN left(prompt, {WINDOW_HEAD}) || chr(10) || right(prompt, {WINDOW_TAIL}) ELSE prompt END")
+    engine.execute(f"""
+CREATE OR REPLACE TABLE read_rows AS
+SELECT hash(prompt, system) AS intent_key, hash(prompt) AS text_hash, {window} AS text, system
+FROM scan_events JOIN read_levels USING (account_id) WHERE {is_read_sql('read_level')}""",
+                   step="signals: texts read")
+    parts = parts_for(engine.rows("SELECT count(*) FROM read_rows", step="signals: count")[0][0])
+    for i in range(parts):
+        _read_texts(engine, (i, parts))
+    engine.execute("DROP TABLE read_rows; DROP TABLE read_texts", step="signals: clean up")
     kinds = ", ".join(f"intent_{k}" for k in INTENT_KINDS)
     top = " ".join(f"WHEN intent_{k} = intent_max THEN '{k}'" for k in INTENT_KINDS)
     scores = ", ".join(f"i.intent_{k}" for k in INTENT_KINDS)
     engine.execute(f"""
 CREATE OR REPLACE TABLE signals AS
 WITH s AS (
-  SELECT request_id, account_id, ts, model, conversation_id, turn, status,
-    max_tokens, thinking, logprobs, n, tools, temperature,
-    client_ip, asn, user_agent, tls_fingerprint, client_timezone,
-    hash(prompt) AS text_hash, hash(prompt, system) AS intent_key
-  FROM scan_events
+  SELECT request_id, account_id, ts, model, turn, status,
+    max_tokens, thinking, logprobs, n, tools, temperature, asn, client_timezone,
+    CASE WHEN client_ip IS NOT NULL THEN hash(client_ip) END AS client_ip_key,
+    hash(prompt) AS text_hash, r.account_ix, r.read_level, {is_read_sql('r.read_level')} AS content_read,
+    -- Keys of the text read, NULL (joining nothing) where it was not.
+    CASE WHEN content_read THEN text_hash END AS read_text,
+    CASE WHEN content_read THEN hash(prompt, system) END AS read_intent
+  FROM scan_events JOIN read_levels r USING (account_id)
 )
-SELECT s.* EXCLUDE (intent_key), {scores},
-  ps.template_head, ps.template_tail, coalesce(ps.sketch, []) AS sketch,
+SELECT s.* EXCLUDE (client_timezone, read_text, read_intent), {scores},
+  ps.template_head, ps.template_tail,
   greatest({kinds}) AS intent_max,
   CASE WHEN greatest({kinds}) >= 0.5 THEN CASE {top} END END AS intent_top,
   coalesce(s.max_tokens >= m.cap, false) AS at_cap,
@@ -58,28 +113,32 @@ SELECT s.* EXCLUDE (intent_key), {scores},
   m.released_at IS NOT NULL AS new_model,
   coalesce(tz.tz_class, 'unknown') AS tz_class
 FROM s
-JOIN prompt_intents i USING (intent_key)
-LEFT JOIN prompt_signatures ps ON ps.text_hash = s.text_hash
+LEFT JOIN prompt_intents i ON i.intent_key = s.read_intent
+LEFT JOIN prompt_signatures ps ON ps.text_hash = s.read_text
 LEFT JOIN models m USING (model)
 LEFT JOIN account_billing b USING (account_id)
 LEFT JOIN client_tz_class tz ON tz.client_timezone = s.client_timezone AND tz.billing_country = b.billing_country
 """, step="signals: score requests")
 
 
-def _build_intents(engine: Engine, parts: int) -> None:
-    """Intent scores once per distinct (prompt, system): retries, fixed evaluation items
-    and templated system prompts repeat a lot, and regexes are the costliest step."""
-    window_text = (f"CASE WHEN length(prompt) > {INTENT_HEAD + INTENT_TAIL} "
-                   f"THEN left(prompt, {INTENT_HEAD}) || chr(10) || right(prompt, {INTENT_TAIL}) ELSE prompt END")
+def _read_texts(engine: Engine, part: tuple[int, int]) -> None:
+    """Keys, sketch and intent of the distinct texts read in one part (by text hash).
 
-    def part_sql(part: tuple[int, int]) -> str:
-        keep = f"WHERE hash(prompt, system) % {part[1]} = {part[0]}" if part[1] > 1 else ""
-        distinct = f"""(SELECT hash(prompt, system) AS intent_key, any_value({window_text}) AS intent_text,
-  any_value(system) AS system FROM scan_events {keep} GROUP BY 1)"""
-        return (f"SELECT * EXCLUDE (intent_text, system) FROM "
-                f"({intent_scores_sql(distinct, prompt='intent_text', system='system')})")
-
-    engine.create_in_parts("prompt_intents", part_sql, parts, step="signals: intent")
+    Each distinct (prompt, system) is read once: retries, fixed evaluation items and
+    templated system prompts repeat a lot, and the regexes are the costliest step."""
+    i, n = part
+    label = f" ({i + 1}/{n})" if n > 1 else ""
+    keep = f"WHERE text_hash % {n} = {i}" if n > 1 else ""
+    engine.execute(f"""
+CREATE OR REPLACE TEMP TABLE read_texts AS
+SELECT intent_key, text_hash, any_value(text) AS text, any_value(system) AS system
+FROM read_rows {keep} GROUP BY 1, 2""", step=f"signals: distinct texts{label}")
+    create = "CREATE OR REPLACE TABLE {} AS" if i == 0 else "INSERT INTO {}"
+    signatures = signatures_sql("read_texts", text="text", key="text_hash")
+    engine.execute(f"{create.format('prompt_signatures')} {signatures}", step=f"signals: templates and sketches{label}")
+    intents = intent_scores_sql("read_texts", prompt="text", system="system")
+    engine.execute(f"{create.format('prompt_intents')} SELECT * EXCLUDE (text_hash, text, system) FROM ({intents})",
+                   step=f"signals: intent{label}")
 
 
 def _build_models(engine: Engine) -> None:

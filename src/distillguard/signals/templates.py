@@ -225,11 +225,15 @@ def minhash_bands_sql(expr: str, bands: int = BANDS, rows: int = ROWS) -> str:
 
 
 def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: int = ROWS,
-                   part: tuple[int, int] = (0, 1)) -> str:
+                   part: tuple[int, int] = (0, 1), key: str | None = None) -> str:
     """SQL of a table with one row per distinct non-NULL `text` of `source` (a table
     name or a parenthesised query): text_hash = hash(text), the template_head,
     template_tail and sketch that `template_keys_sql` and `minhash_bands_sql` give it,
     and its phrases (the shingles sampled by PHRASE_SAMPLE).
+
+    ``key`` names a column to use as text_hash instead, when `text` is a window of the
+    text that was hashed: the first SKETCH_CHARS and the last TAIL_CHARS characters
+    give the same keys as the whole text (signals/request.py keeps only those).
 
     ``part=(i, n)`` keeps the texts whose hash is i modulo n: n statements, one per
     part, build the table with a memory peak n times smaller (see `partitions`).
@@ -243,6 +247,7 @@ def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: 
     if not 0 <= part_i < part_n:
         raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
     col = ident(text)
+    text_hash = ident(key) if key else f"hash({col})"
     keys = template_keys_sql(col)
     minmax = []
     for i in range((bands * rows + 1) // 2):
@@ -251,8 +256,8 @@ def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: 
     names = [f"m{j}" for j in range(len(minmax))]
     return f"""
 WITH texts AS (
-  SELECT hash({col}) AS text_hash, any_value({col}) AS {col} FROM {source}
-  WHERE {col} IS NOT NULL{f" AND hash({col}) % {part_n} = {part_i}" if part_n > 1 else ""} GROUP BY 1
+  SELECT {text_hash} AS text_hash, any_value({col}) AS {col} FROM {source}
+  WHERE {col} IS NOT NULL{f" AND {text_hash} % {part_n} = {part_i}" if part_n > 1 else ""} GROUP BY 1
 ), keyed AS MATERIALIZED (
   SELECT text_hash, {keys['template_head']} AS template_head, {keys['template_tail']} AS template_tail,
     {shingles_sql(col)} AS shingles

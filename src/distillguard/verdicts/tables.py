@@ -27,12 +27,13 @@ WITH candidates AS (
   SELECT c.account_id, c.community_id, 1 - a.own_tail >= {MEMBER_MIN_PERCENTILE} AS core
   FROM communities c JOIN community_calibration k USING (community_id)
   JOIN account_calibration a USING (account_id) WHERE k.flagged
+), anchor_links AS (  -- both directions, so that the joins below are equi-joins
+  SELECT src AS account_id, dst AS other FROM link_edges WHERE kind IN ({anchors})
+  UNION ALL SELECT dst, src FROM link_edges WHERE kind IN ({anchors})
 ), anchored AS (
-  SELECT DISTINCT x.account_id FROM link_edges e
-  JOIN candidates x ON x.account_id IN (e.src, e.dst)
-  JOIN candidates y ON y.account_id = CASE WHEN x.account_id = e.src THEN e.dst ELSE e.src END
-   AND y.community_id = x.community_id AND y.core
-  WHERE e.kind IN ({anchors})
+  SELECT DISTINCT x.account_id FROM anchor_links e
+  JOIN candidates x ON x.account_id = e.account_id
+  JOIN candidates y ON y.account_id = e.other AND y.community_id = x.community_id AND y.core
 )
 SELECT account_id, community_id, 'campaign-' || substr(community_id, 2) AS campaign_id
 FROM candidates WHERE core OR account_id IN (SELECT account_id FROM anchored)""",
