@@ -104,6 +104,26 @@ def test_a_load_balanced_pool_acting_in_the_same_seconds_is_linked_and_independe
     assert len(linked) >= 45  # nearly every pool member has a significant partner
 
 
+def test_accounts_busy_in_the_same_hour_but_not_the_same_seconds_are_not_linked():
+    rng = np.random.default_rng(2)
+    hour = 3600 // 10  # ten-second buckets in an hour
+    rows = []
+    # An eval harness: one request on the first and the last day of four weeks, and three
+    # runs, 18:00-19:00 on days 10-12, busy in 90% of the seconds buckets.
+    for day in (0, 27):
+        rows.append({"account_id": "harness", "ts": T0 + timedelta(days=day, hours=9)})
+    for day in (10, 11, 12):
+        for b in rng.choice(hour, int(0.9 * hour), replace=False):
+            rows.append({"account_id": "harness", "ts": T0 + timedelta(days=day, hours=18, seconds=10 * int(b) + 1)})
+    # Someone with an evening routine: 20 requests between 18:00 and 19:00, every day.
+    for day in range(28):
+        for b in rng.choice(hour, 20, replace=False):
+            rows.append({"account_id": "evening", "ts": T0 + timedelta(days=day, hours=18, seconds=10 * int(b) + 3)})
+    # Over their lifetimes the two meet ~20x more often than uniform activity would give
+    # (about 54 buckets against 2.3), but within those three hours no more than chance.
+    assert not [e for e in _edges(rows, []) if e[2] == "synchrony"]
+
+
 def test_the_same_template_in_the_same_ten_minutes_is_co_action():
     rows = []
     for day in range(6):

@@ -151,18 +151,32 @@ GROUP BY ALL HAVING count(*) >= {sy.min_together}"""
 
 
 def _synchrony_sql(sy: Synchrony) -> str:
-    # Expected co-active buckets if two accounts acted independently: each is
-    # active in a share of the buckets of its own lifetime; they overlap for a
-    # while. Only a lift far above chance (and enough buckets) is evidence.
+    # Chance co-activity, tested twice. Over the lifetime: each account active in a
+    # share of the buckets of its own lifetime, the two overlapping for a while (a
+    # quick screen). Hour by hour: within each hour both were active in, a_x and a_y of
+    # its buckets, so a_x * a_y / buckets-per-hour in common by chance. The second
+    # removes what bursts and daily routines share: an eval harness busy for a few
+    # hours is co-active with everyone awake then, at no particular second.
+    per_hour = 3600.0 / sy.bucket_seconds
     return _named(f"""
 WITH life AS (
   SELECT account_ix, count(*) AS active, min(bucket) AS first, max(bucket) AS last
   FROM synchrony_acts GROUP BY account_ix
+), screened AS (
+  SELECT t.* FROM synchrony_together t JOIN life x ON x.account_ix = t.src JOIN life y ON y.account_ix = t.dst
+  WHERE t.n >= {sy.min_lift} * (x.active / (x.last - x.first + 1.0)) * (y.active / (y.last - y.first + 1.0))
+                   * greatest(1, least(x.last, y.last) - greatest(x.first, y.first) + 1)
+), hourly AS (
+  SELECT account_ix, bucket * {sy.bucket_seconds} // 3600 AS hour, count(*) AS a FROM synchrony_acts
+  WHERE m <= {sy.max_accounts} AND account_ix IN (SELECT src FROM screened UNION SELECT dst FROM screened)
+  GROUP BY ALL
+), expected AS (
+  SELECT s.src, s.dst, sum(x.a * y.a) / {per_hour} AS n
+  FROM screened s JOIN hourly x ON x.account_ix = s.src JOIN hourly y ON y.account_ix = s.dst AND y.hour = x.hour
+  GROUP BY ALL
 )
-SELECT t.src, t.dst, 'synchrony' AS kind, {sy.weight} AS weight, t.n AS shared
-FROM synchrony_together t JOIN life x ON x.account_ix = t.src JOIN life y ON y.account_ix = t.dst
-WHERE t.n >= {sy.min_lift} * (x.active / (x.last - x.first + 1.0)) * (y.active / (y.last - y.first + 1.0))
-                 * greatest(1, least(x.last, y.last) - greatest(x.first, y.first) + 1)""")
+SELECT s.src, s.dst, 'synchrony' AS kind, {sy.weight} AS weight, s.n AS shared
+FROM screened s JOIN expected e USING (src, dst) WHERE s.n >= {sy.min_lift} * e.n""")
 
 
 def _account_phrases_sql(ph: Phrasing) -> str:
