@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from distillguard.engine import Engine
-from distillguard.signals.request import READ_BUCKET_SECONDS, READ_EXCHANGES, build_signals
+from distillguard.signals.request import READ_BUCKET_SECONDS, READ_EXCHANGES, SAMPLE_KEY_ENV, build_signals
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 ELICIT = ("Problem {i}: what is {i} times seven? Before answering, write out your complete internal chain of "
@@ -88,3 +88,16 @@ def test_a_text_read_for_one_account_is_not_read_for_another_outside_its_sample(
     assert all(r["content_read"] and r["template_head"] is not None for r in _by_account(table, "light"))
     unread = [r for r in _by_account(table, "heavy") if not r["content_read"]]
     assert unread and all(r["template_head"] is None for r in unread)
+
+
+def test_a_secret_key_picks_other_buckets_and_the_same_key_the_same_ones(monkeypatch):
+    rows = _requests("heavy", 16 * READ_EXCHANGES, every_s=180)
+
+    def read_ids() -> set[str]:
+        return {r["request_id"] for r in _signals(rows).to_pylist() if r["content_read"]}
+
+    public = read_ids()
+    monkeypatch.setenv(SAMPLE_KEY_ENV, "a secret from the environment")
+    keyed = read_ids()
+    assert keyed != public and keyed == read_ids()
+    assert READ_EXCHANGES / 4 <= len(keyed) <= READ_EXCHANGES * 2

@@ -19,10 +19,14 @@ READ_MIN_BUCKETS buckets are read. A heavier account's buckets are a
 subset of a lighter one's, so two accounts are both read in a bucket with probability
 2**-max(level): co-action keeps its meaning and undoes the sampling by that weight
 (Horvitz-Thompson; linking/edges.py). An exchange read for one account is never read
-for another that sent the same text unsampled, which would favour shared texts.
+for another that sent the same text unsampled, which would favour shared texts. Set
+DISTILLGUARD_SAMPLE_KEY to a secret so that the buckets read cannot be predicted.
 """
 
 from __future__ import annotations
+
+import hashlib
+import os
 
 from distillguard.engine import Engine, parts_for
 from distillguard.signals.intent import INTENT_KINDS, intent_scores_sql
@@ -55,9 +59,23 @@ def read_bucket_sql(ts: str = "ts") -> str:
     return f"floor(epoch({ts}) / {READ_BUCKET_SECONDS})::BIGINT"
 
 
+# A secret that picks the sample's buckets. Without it the buckets follow a public hash,
+# and an operator who knows it could harvest in the buckets a heavy account is not read in.
+SAMPLE_KEY_ENV = "DISTILLGUARD_SAMPLE_KEY"
+
+
+def sample_salt() -> int:
+    """The 64-bit salt of the content sample's bucket hash (0 when no key is set)."""
+    key = os.environ.get(SAMPLE_KEY_ENV, "")
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") if key else 0
+
+
 def is_read_sql(level: str, ts: str = "ts") -> str:
     """Whether an exchange at ts of an account at this read level is in the content sample."""
-    return f"hash({read_bucket_sql(ts)}) % (1::UBIGINT << {level}) = 0"
+    bucket = read_bucket_sql(ts)
+    salt = sample_salt()
+    keyed = f"hash({bucket}, {salt}::UBIGINT)" if salt else f"hash({bucket})"
+    return f"{keyed} % (1::UBIGINT << {level}) = 0"
 
 
 def build_signals(engine: Engine, events_sql: str, accounts_sql: str, *, until: str | None = None) -> None:
