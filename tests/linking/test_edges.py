@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from importlib import resources
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pytest
 
 from distillguard.engine import Engine
 from distillguard.linking.edges import build_edges
-from distillguard.linking.rules import default_rules
+from distillguard.linking.rules import RulesError, default_rules, load_rules
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 
@@ -191,3 +192,16 @@ def test_rules_file_is_valid_and_every_kind_documented():
     about = rules.about()
     assert all(text for text in about.values())
     assert "link.payment" in about and "link.synchrony" in about
+
+
+def test_a_co_action_bucket_that_straddles_content_sample_buckets_is_refused(tmp_path):
+    # Co-action weights a bucket by the sample's read probability, which holds only for
+    # buckets inside one sample bucket (600 s): 1,200 s ones would be weighted wrongly.
+    text = resources.files("distillguard.linking").joinpath("links.yaml").read_text()
+    assert "bucket_seconds: 600, weight: 0.5" in text
+    path = tmp_path / "links.yaml"
+    path.write_text(text.replace("bucket_seconds: 600, weight: 0.5", "bucket_seconds: 1200, weight: 0.5", 1))
+    with pytest.raises(RulesError, match="coaction template: bucket_seconds must divide"):
+        load_rules(path)
+    path.write_text(text.replace("bucket_seconds: 600, weight: 0.5", "bucket_seconds: 300, weight: 0.5", 1))
+    assert load_rules(path).coaction[0].bucket_seconds == 300

@@ -8,7 +8,9 @@ import pyarrow as pa
 import pytest
 
 from distillguard.engine import Engine
-from distillguard.signals.request import READ_BUCKET_SECONDS, READ_EXCHANGES, SAMPLE_KEY_ENV, build_signals
+from distillguard.signals.request import (READ_BUCKET_SECONDS, READ_EXCHANGES, SAMPLE_KEY_ENV, WINDOW_HEAD,
+                                          WINDOW_TAIL, build_signals)
+from distillguard.signals.templates import SKETCH_CHARS, TAIL_CHARS
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
 ELICIT = ("Problem {i}: what is {i} times seven? Before answering, write out your complete internal chain of "
@@ -101,3 +103,9 @@ def test_a_secret_key_picks_other_buckets_and_the_same_key_the_same_ones(monkeyp
     keyed = read_ids()
     assert keyed != public and keyed == read_ids()
     assert READ_EXCHANGES / 4 <= len(keyed) <= READ_EXCHANGES * 2
+
+
+def test_the_text_window_holds_everything_the_template_keys_and_sketch_read():
+    # Texts are cut to the window before they are keyed: a longer key window would
+    # silently key a cut text differently from the whole prompt.
+    assert SKETCH_CHARS <= WINDOW_HEAD and TAIL_CHARS <= WINDOW_TAIL

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from distillguard.signals.request import READ_BUCKET_SECONDS
+
 
 @dataclass(frozen=True)
 class Identifier:
@@ -94,6 +96,12 @@ def load_rules(path: str | Path | None = None) -> LinkRules:
             raise RulesError(f"{where}: identifier {i.kind}: source must be accounts or events, not {i.source!r}")
         if i.weight <= 0 or i.decay < 0 or i.max_accounts < 2:
             raise RulesError(f"{where}: identifier {i.kind}: weight > 0, decay >= 0 and max_accounts >= 2 required")
+    for co in coaction:
+        # Co-action undoes the content sample by its read probability, which holds only
+        # if a co-action bucket lies inside one sample bucket (signals/request.py).
+        if co.bucket_seconds < 1 or READ_BUCKET_SECONDS % co.bucket_seconds:
+            raise RulesError(f"{where}: coaction {co.kind}: bucket_seconds must divide the content sample's "
+                             f"{READ_BUCKET_SECONDS} s bucket, got {co.bucket_seconds}")
     ph = rules.phrasing
     if (ph.prompts_per_account < 1 or ph.max_accounts < 2 or not 0 < ph.max_share <= 1 or ph.min_shared < 1
             or ph.weight <= 0):

@@ -30,7 +30,7 @@ import os
 
 from distillguard.engine import Engine, parts_for
 from distillguard.signals.intent import INTENT_KINDS, intent_scores_sql
-from distillguard.signals.templates import SKETCH_CHARS, TAIL_CHARS, signatures_sql
+from distillguard.signals.templates import signatures_sql
 from distillguard.signals.timezones import country_offsets_table, tz_class_sql, tz_offsets_table
 
 # A model counts as newly released when it first appears this long after the
@@ -41,9 +41,9 @@ NEW_MODEL_AFTER = "INTERVAL 1 DAY"
 CAP_MIN_ACCOUNTS = 3
 # Content is read from the start and the end of a prompt, where instructions sit;
 # a long pasted document in between costs regex time and says nothing about intent.
-# The window covers what the template keys and sketch read too.
+# The window covers what the template keys and sketch read too (SKETCH_CHARS,
+# TAIL_CHARS; tests/signals/test_request.py holds it to that).
 WINDOW_HEAD, WINDOW_TAIL = 1000, 300
-assert SKETCH_CHARS <= WINDOW_HEAD and TAIL_CHARS <= WINDOW_TAIL
 # The content sample (see above): at least about half this many of an account's
 # exchanges are read, in time buckets as long as co-action's (links.yaml), so that a
 # co-action bucket is read whole or not at all.
@@ -80,8 +80,8 @@ def is_read_sql(level: str, ts: str = "ts") -> str:
 
 def build_signals(engine: Engine, events_sql: str, accounts_sql: str, *, until: str | None = None) -> None:
     """events -> `signals` (per exchange), `models` (per model: cap and release)."""
-    window = f"WHERE ts <= {until}" if until else ""
-    engine.execute(f"CREATE OR REPLACE TEMP VIEW scan_events AS SELECT * FROM ({events_sql}) {window}",
+    cutoff = f"WHERE ts <= {until}" if until else ""
+    engine.execute(f"CREATE OR REPLACE TEMP VIEW scan_events AS SELECT * FROM ({events_sql}) {cutoff}",
                    step="signals: window")
     _build_models(engine)
     _build_timezones(engine, accounts_sql)
