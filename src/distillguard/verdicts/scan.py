@@ -53,6 +53,7 @@ class ScanSummary:
     version: str
     until: str | None
     exchanges: int
+    content_reads: int  # exchanges whose text was read (the content sample, signals/request.py)
     accounts: int
     unknown_accounts: int
     campaigns: int
@@ -115,6 +116,7 @@ def scan(
                                       build_evidence(engine, accounts_sql, terms, rules)))
             summary = ScanSummary(
                 version=__version__, until=until, exchanges=_one(engine, "SELECT count(*) FROM signals"),
+                content_reads=_one(engine, "SELECT count(*) FROM signals WHERE content_read"),
                 accounts=_one(engine, "SELECT count(*) FROM profiles"),
                 unknown_accounts=_one(engine, "SELECT count(*) FROM profiles WHERE unknown_account"),
                 campaigns=len(calibration.flagged),
