@@ -165,26 +165,53 @@ def _wording(account: str, day: int, text: int, phrases: list[int]) -> dict:
             "phrases": phrases}
 
 
-def test_accounts_sharing_far_more_rare_wording_than_chance_are_linked():
-    rng = np.random.default_rng(7)
-    rows = []
-    # 300 honest accounts, each with 40 phrases of a large vocabulary (some shared by
-    # chance) plus a little common language (phrases 1..20, each used by ~75 accounts:
-    # above max_accounts).
-    for a in range(300):
-        own = [int(x) for x in rng.choice(np.arange(10_000, 15_000), size=40, replace=False)]
-        common = [int(x) for x in rng.choice(np.arange(1, 21), size=5, replace=False)]
-        rows.append(_wording(f"user-{a:03d}", a % 7, 1_000_000 + a, own + common))
-    # Four operators of one generator: 30 prompts each, drawn from a pool of 60 rare phrases.
+def _operators(rng, rows: list[dict]) -> set[tuple[str, str]]:
+    """Four operators of one generator: 30 prompts each, drawn from a pool of 60 rare
+    phrases (its frame, recurring across their prompts). Returns their pairs."""
     for a in range(4):
         for t in range(30):
             picked = [int(x) for x in rng.choice(np.arange(500, 560), size=6, replace=False)]
             rows.append(_wording(f"op-{a}", t % 7, 2_000_000 + a * 100 + t, picked + [1, 2]))
+    return {(f"op-{a}", f"op-{b}") for a in range(4) for b in range(a + 1, 4)}
+
+
+def _honest_habits(rng, rows: list[dict], n: int = 300) -> None:
+    """n honest accounts, each with its own habits: 12 prompts drawing on 40 phrases of
+    a large vocabulary (some shared by chance), plus a little common language (phrases
+    1..20, each used by ~75 accounts: above max_accounts)."""
+    for a in range(n):
+        habits = rng.choice(np.arange(10_000, 15_000), size=40, replace=False)
+        for t in range(12):
+            own = [int(x) for x in rng.choice(habits, size=10, replace=False)]
+            common = [int(x) for x in rng.choice(np.arange(1, 21), size=5, replace=False)]
+            rows.append(_wording(f"user-{a:03d}", (a + t) % 7, 1_000_000 + 100 * a + t, own + common))
+
+
+def test_accounts_sharing_far_more_rare_wording_than_chance_are_linked():
+    rng = np.random.default_rng(7)
+    rows = []
+    _honest_habits(rng, rows)
+    operators = _operators(rng, rows)
     # One heavy honest account repeating one prompt: volume alone is not wording.
     rows += [_wording("heavy", d % 7, 3_000_000, [90_000 + j for j in range(40)] + [1, 2]) for d in range(500)]
     edges = [e for e in _edges(rows, []) if e[2] == "phrasing"]
-    assert {(e[0], e[1]) for e in edges} == {(f"op-{a}", f"op-{b}") for a in range(4) for b in range(a + 1, 4)}
+    assert {(e[0], e[1]) for e in edges} == operators
     assert all(e[4] >= default_rules().phrasing.min_shared for e in edges)
+
+
+def test_people_pasting_the_same_popular_prompts_are_not_linked_by_wording():
+    # 48 of the honest accounts also paste one of 12 popular long prompts (each pasted by
+    # 4 accounts, so its 40 phrases are rare): a pair that pasted the same one shares 40
+    # phrases, once. A habit recurs across an account's prompts; a pasted text does not.
+    rng = np.random.default_rng(8)
+    rows = []
+    _honest_habits(rng, rows)
+    for a in range(48):
+        p = a % 12
+        rows.append(_wording(f"user-{a:03d}", a % 7, 5_000 + p, [50_000 + 100 * p + j for j in range(40)]))
+    operators = _operators(rng, rows)
+    edges = [e for e in _edges(rows, []) if e[2] == "phrasing"]
+    assert {(e[0], e[1]) for e in edges} == operators
 
 
 def test_rules_file_is_valid_and_every_kind_documented():

@@ -180,14 +180,17 @@ FROM screened s JOIN expected e USING (src, dst) WHERE s.n >= {sy.min_lift} * e.
 
 
 def _account_phrases_sql(ph: Phrasing) -> str:
-    """(account_ix, phrase, df) for the rare phrases of each account's sampled prompts."""
+    """(account_ix, phrase, df) for the rare phrases each account uses habitually: in at
+    least min_prompts of its sampled distinct prompts."""
     return f"""
 WITH texts AS (
   SELECT account_ix, text_hash FROM (SELECT DISTINCT account_ix, text_hash FROM signals WHERE content_read)
   QUALIFY row_number() OVER (PARTITION BY account_ix ORDER BY text_hash) <= {ph.prompts_per_account}
 ), used AS (
-  SELECT DISTINCT t.account_ix, unnest(p.phrases) AS phrase
-  FROM texts t JOIN prompt_signatures p USING (text_hash) WHERE len(p.phrases) > 0
+  SELECT account_ix, phrase FROM (
+    SELECT DISTINCT t.account_ix, t.text_hash, unnest(p.phrases) AS phrase
+    FROM texts t JOIN prompt_signatures p USING (text_hash) WHERE len(p.phrases) > 0)
+  GROUP BY ALL HAVING count(*) >= {ph.min_prompts}
 ), users AS (SELECT count(DISTINCT account_ix) AS n FROM used)
 SELECT account_ix, phrase, df FROM (SELECT *, count(*) OVER (PARTITION BY phrase) AS df FROM used)
 WHERE df BETWEEN 2 AND greatest({ph.max_accounts}, {ph.max_share} * (SELECT n FROM users))"""

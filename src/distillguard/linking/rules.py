@@ -47,6 +47,7 @@ class Synchrony:
 @dataclass(frozen=True)
 class Phrasing:
     prompts_per_account: int
+    min_prompts: int  # an account's phrase is its habit only when it recurs across its prompts
     max_accounts: int
     max_share: float
     min_shared: int
