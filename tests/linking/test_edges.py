@@ -232,3 +232,16 @@ def test_a_co_action_bucket_that_straddles_content_sample_buckets_is_refused(tmp
         load_rules(path)
     path.write_text(text.replace("bucket_seconds: 600, weight: 0.5", "bucket_seconds: 300, weight: 0.5", 1))
     assert load_rules(path).coaction[0].bucket_seconds == 300
+
+
+def test_a_wording_habit_that_needs_no_recurrence_is_refused(tmp_path):
+    # min_prompts 0 or 1 would let one pasted prompt count as a habit again.
+    text = resources.files("distillguard.linking").joinpath("links.yaml").read_text()
+    assert "min_prompts: 2" in text
+    path = tmp_path / "links.yaml"
+    path.write_text(text.replace("min_prompts: 2", "min_prompts: 0"))
+    with pytest.raises(RulesError, match="min_prompts"):
+        load_rules(path)
+    path.write_text(text.replace("min_prompts: 2", "min_prompts: 61"))
+    with pytest.raises(RulesError, match="min_prompts"):
+        load_rules(path)

@@ -12,7 +12,8 @@ signals/request.py).
 from __future__ import annotations
 
 from distillguard.engine import Engine, literal, parts_for
-from distillguard.linking.rules import Coaction, Identifier, LinkRules, Phrasing, Synchrony, default_rules
+from distillguard.linking.rules import PHRASING, Coaction, Identifier, LinkRules, Phrasing, Synchrony, default_rules
+from distillguard.signals.request import bucket_sql
 
 
 def build_edges(engine: Engine, accounts_sql: str, rules: LinkRules | None = None) -> None:
@@ -75,17 +76,14 @@ FROM v a JOIN v b ON a.value = b.value AND a.account_id < b.account_id
 GROUP BY ALL"""
 
 
-def _bucket_sql(seconds: int, ts: str = "ts") -> str:
-    return f"floor(epoch({ts}) / {seconds})::BIGINT"
-
-
-def _in_part(bucket: str, part: tuple[int, int]) -> str:
-    return f"{bucket} % {part[1]} = {part[0]}" if part[1] > 1 else "true"
+def _in_part(value: str, part: tuple[int, int]) -> str:
+    """Whether an integer value falls in part (i, n) of a split step: value % n = i."""
+    return f"{value} % {part[1]} = {part[0]}" if part[1] > 1 else "true"
 
 
 def coaction_keys_sql(co: Coaction, part: tuple[int, int] = (0, 1)) -> str:
     """(account_ix, key, bucket, read_level) for one co-action kind, in the buckets of one part."""
-    bucket = _bucket_sql(co.bucket_seconds)
+    bucket = bucket_sql(co.bucket_seconds)
     rows = f"FROM signals WHERE {_in_part(bucket, part)}"
     if co.kind == "template":
         keys = (f"SELECT account_ix, ts, read_level, template_head AS key {rows} AND template_head IS NOT NULL "
@@ -97,7 +95,7 @@ def coaction_keys_sql(co: Coaction, part: tuple[int, int] = (0, 1)) -> str:
         # The sketch stays with the distinct prompt (signals/request.py), joined here.
         keys = (f"SELECT s.account_ix, s.ts, s.read_level, unnest(p.sketch) AS key "
                 f"FROM signals s JOIN prompt_signatures p ON p.text_hash = s.text_hash AND s.content_read "
-                f"WHERE {_in_part(_bucket_sql(co.bucket_seconds, 's.ts'), part)} "
+                f"WHERE {_in_part(bucket_sql(co.bucket_seconds, 's.ts'), part)} "
                 f"AND s.template_head IS NOT NULL AND len(p.sketch) > 0")
     else:
         raise ValueError(f"unknown co-action kind {co.kind!r}")
@@ -134,7 +132,7 @@ def _synchrony_acts_sql(sy: Synchrony) -> str:
     many tested accounts were active in that bucket."""
     return f"""
 SELECT account_ix, bucket, count(*) OVER (PARTITION BY bucket) AS m FROM (
-  SELECT DISTINCT account_ix, {_bucket_sql(sy.bucket_seconds)} AS bucket FROM signals
+  SELECT DISTINCT account_ix, {bucket_sql(sy.bucket_seconds)} AS bucket FROM signals
   WHERE account_ix IN (SELECT account_ix FROM profiles WHERE exchanges >= {sy.min_exchanges}))"""
 
 
@@ -142,11 +140,10 @@ def _synchrony_together_sql(sy: Synchrony, part: tuple[int, int]) -> str:
     """(src, dst, n): pairs whose src falls in one part, and the uncrowded buckets in
     which both were active. A pair lives in one part, so its count is final here."""
     crowd = f"BETWEEN 2 AND {sy.max_accounts}"
-    in_part = f"AND a.account_ix % {part[1]} = {part[0]}" if part[1] > 1 else ""
     return f"""
 SELECT a.account_ix AS src, b.account_ix AS dst, count(*) AS n
 FROM synchrony_acts a JOIN synchrony_acts b ON a.bucket = b.bucket AND a.account_ix < b.account_ix
-WHERE a.m {crowd} AND b.m {crowd} {in_part}
+WHERE a.m {crowd} AND b.m {crowd} AND {_in_part("a.account_ix", part)}
 GROUP BY ALL HAVING count(*) >= {sy.min_together}"""
 
 
@@ -207,6 +204,6 @@ shared AS (
   FROM account_phrases a JOIN account_phrases b ON a.phrase = b.phrase AND a.account_ix < b.account_ix
   GROUP BY ALL HAVING count(*) >= {ph.min_shared}
 )
-SELECT src, dst, 'phrasing' AS kind, {ph.weight} AS weight, n AS shared
+SELECT src, dst, {literal(PHRASING)} AS kind, {ph.weight} AS weight, n AS shared
 FROM shared JOIN strength x ON x.account_ix = src JOIN strength y ON y.account_ix = dst
 WHERE n >= {ph.min_lift} * x.s * y.s / (SELECT s FROM total)""")

@@ -44,6 +44,10 @@ class Synchrony:
     about: str
 
 
+# The link kind of shared wording, which communities take in a second layer.
+PHRASING = "phrasing"
+
+
 @dataclass(frozen=True)
 class Phrasing:
     prompts_per_account: int
@@ -70,7 +74,7 @@ class LinkRules:
         out = {f"link.{i.kind}": i.about for i in self.identifiers}
         out |= {f"link.coaction_{c.kind}": c.about for c in self.coaction}
         out["link.synchrony"] = self.synchrony.about
-        out["link.phrasing"] = self.phrasing.about
+        out[f"link.{PHRASING}"] = self.phrasing.about
         return out
 
 
@@ -86,7 +90,7 @@ def load_rules(path: str | Path | None = None) -> LinkRules:
         identifiers = tuple(Identifier(kind=k, **v) for k, v in raw["identifiers"].items())
         coaction = tuple(Coaction(kind=k, **v) for k, v in raw["coaction"].items())
         rules = LinkRules(float(raw["min_weight"]), tuple(raw["anchors"]), identifiers, coaction,
-                          Synchrony(**raw["synchrony"]), Phrasing(**raw["phrasing"]))
+                          Synchrony(**raw["synchrony"]), Phrasing(**raw[PHRASING]))
     except (KeyError, TypeError) as e:
         raise RulesError(f"{where}: {e}") from None
     known = {i.kind for i in identifiers} | {"synchrony"}
@@ -104,10 +108,10 @@ def load_rules(path: str | Path | None = None) -> LinkRules:
             raise RulesError(f"{where}: coaction {co.kind}: bucket_seconds must divide the content sample's "
                              f"{READ_BUCKET_SECONDS} s bucket, got {co.bucket_seconds}")
     ph = rules.phrasing
-    if (ph.prompts_per_account < 1 or ph.max_accounts < 2 or not 0 < ph.max_share <= 1 or ph.min_shared < 1
-            or ph.weight <= 0):
-        raise RulesError(f"{where}: phrasing: prompts_per_account >= 1, max_accounts >= 2, 0 < max_share <= 1, "
-                         "min_shared >= 1 and weight > 0 required")
+    if (ph.prompts_per_account < 1 or not 1 <= ph.min_prompts <= ph.prompts_per_account or ph.max_accounts < 2
+            or not 0 < ph.max_share <= 1 or ph.min_shared < 1 or ph.weight <= 0):
+        raise RulesError(f"{where}: phrasing: prompts_per_account >= 1, 1 <= min_prompts <= prompts_per_account, "
+                         "max_accounts >= 2, 0 < max_share <= 1, min_shared >= 1 and weight > 0 required")
     return rules
 
 

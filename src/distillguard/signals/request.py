@@ -54,9 +54,14 @@ READ_BUCKET_SECONDS = 600
 READ_MIN_BUCKETS = 32
 
 
+def bucket_sql(seconds: int, ts: str = "ts") -> str:
+    """The number of the `seconds`-long time bucket a timestamp falls in."""
+    return f"floor(epoch({ts}) / {seconds})::BIGINT"
+
+
 def read_bucket_sql(ts: str = "ts") -> str:
     """The content-sample bucket of a timestamp (the co-action bucket of links.yaml)."""
-    return f"floor(epoch({ts}) / {READ_BUCKET_SECONDS})::BIGINT"
+    return bucket_sql(READ_BUCKET_SECONDS, ts)
 
 
 # A secret that picks the sample's buckets. Without it the buckets follow a public hash,

@@ -225,7 +225,7 @@ def minhash_bands_sql(expr: str, bands: int = BANDS, rows: int = ROWS) -> str:
 
 
 def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: int = ROWS,
-                   part: tuple[int, int] = (0, 1), key: str | None = None) -> str:
+                   key: str | None = None) -> str:
     """SQL of a table with one row per distinct non-NULL `text` of `source` (a table
     name or a parenthesised query): text_hash = hash(text), the template_head,
     template_tail and sketch that `template_keys_sql` and `minhash_bands_sql` give it,
@@ -235,17 +235,11 @@ def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: 
     text that was hashed: the first SKETCH_CHARS and the last TAIL_CHARS characters
     give the same keys as the whole text (signals/request.py keeps only those).
 
-    ``part=(i, n)`` keeps the texts whose hash is i modulo n: n statements, one per
-    part, build the table with a memory peak n times smaller (see `partitions`).
-
     The faster way to key a large scan: each distinct prompt is keyed once (repeats
     are common: retries, fixed eval items, "continue"), and the min-hashes are one
     GROUP BY over the unnested shingles, which DuckDB runs faster than 70 list
     passes. Join back on ``hash(events.prompt) = text_hash``."""
     _check_bands(bands, rows)
-    part_i, part_n = part
-    if not 0 <= part_i < part_n:
-        raise ValueError(f"part must be (i, n) with 0 <= i < n, got {part}")
     col = ident(text)
     text_hash = ident(key) if key else f"hash({col})"
     keys = template_keys_sql(col)
@@ -257,7 +251,7 @@ def signatures_sql(source: str, text: str = "prompt", bands: int = BANDS, rows: 
     return f"""
 WITH texts AS (
   SELECT {text_hash} AS text_hash, any_value({col}) AS {col} FROM {source}
-  WHERE {col} IS NOT NULL{f" AND {text_hash} % {part_n} = {part_i}" if part_n > 1 else ""} GROUP BY 1
+  WHERE {col} IS NOT NULL GROUP BY 1
 ), keyed AS MATERIALIZED (
   SELECT text_hash, {keys['template_head']} AS template_head, {keys['template_tail']} AS template_tail,
     {shingles_sql(col)} AS shingles

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from distillguard.engine import Engine, literal
 from distillguard.linking.edges import identifier_values_sql
-from distillguard.linking.rules import LinkRules
+from distillguard.linking.rules import PHRASING, LinkRules
 from distillguard.scoring.scorecard import Term
 
 # Which exchanges show a scorecard reason (the others are shown by their metric).
@@ -60,7 +60,7 @@ SELECT campaign_id, account_id, {literal('link.' + ident.kind)}, 'identifier', v
 FROM members QUALIFY count(*) OVER (PARTITION BY campaign_id, value) >= 2""",
                        step=f"evidence: link.{ident.kind}")
     # Links that are not a shared value: the evidence is the linked account itself.
-    pair_kinds = ", ".join(literal(k) for k in [f"coaction_{c.kind}" for c in rules.coaction] + ["synchrony", "phrasing"])
+    pair_kinds = ", ".join(literal(k) for k in [f"coaction_{c.kind}" for c in rules.coaction] + ["synchrony", PHRASING])
     engine.execute(f"""
 INSERT INTO verdict_evidence
 SELECT m.campaign_id, e.src, 'link.' || e.kind, 'account', e.dst, e.weight

@@ -30,7 +30,7 @@ from distillguard import __version__
 from distillguard.engine import Engine, literal
 from distillguard.linking.communities import find_communities_in_layers
 from distillguard.linking.edges import build_edges
-from distillguard.linking.rules import default_rules
+from distillguard.linking.rules import PHRASING, default_rules
 from distillguard.profiles import build_profiles
 from distillguard.scoring.calibrate import ALPHA, MIN_EFFECT, calibrate
 from distillguard.scoring.scorecard import build_account_scores, default_scorecard
@@ -136,7 +136,7 @@ def _one(engine: Engine, sql: str) -> int:
 
 def _communities(engine: Engine, min_weight: float) -> None:
     # Wording links go in a second layer (linking/communities.py says why).
-    pairs = "SELECT src, dst, sum(weight) AS weight FROM link_edges WHERE kind {} 'phrasing' GROUP BY src, dst"
+    pairs = f"SELECT src, dst, sum(weight) AS weight FROM link_edges WHERE kind {{}} {literal(PHRASING)} GROUP BY src, dst"
     found = find_communities_in_layers(engine.arrow(pairs.format("<>"), step="linking: pair weights"),
                                        engine.arrow(pairs.format("="), step="linking: wording pairs"),
                                        min_weight=min_weight)
