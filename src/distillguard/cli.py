@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -162,7 +163,7 @@ def _ingest_with_progress(run, events, accounts, workspace, **engine_options):
 
 @app.command()
 def scan(
-    out: Annotated[Path, typer.Option(help="Folder for accounts.parquet, campaigns.parquet, evidence.parquet, scan.json.")],
+    out: Annotated[Path, typer.Option(help="Folder for the verdicts (accounts, campaigns, evidence, indicators, ...) and scan.json.")],
     events: Annotated[Optional[list[str]], typer.Option(help="Events: a file, a folder or a glob (ingested into OUT/workspace first). Repeatable.")] = None,
     accounts: Annotated[Optional[list[str]], typer.Option(help="Accounts: a file, a folder or a glob. Repeatable.")] = None,
     workspace: Annotated[Optional[Path], typer.Option(help="Scan this workspace instead of --events/--accounts.")] = None,
@@ -170,8 +171,11 @@ def scan(
     memory_limit: Annotated[Optional[str], typer.Option(help="Cap the engine's memory, e.g. 2GB; it spills to disk beyond it. Default: 2.5GB.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Engine threads. Default: every core.")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="labels.parquet of a labelled world: also print the campaigns found against the truth.")] = None,
+    raw_ips: Annotated[bool, typer.Option("--raw-ips", help="Write IP addresses as they are, not as keyed hashes (to share proxy and datacenter addresses for blocking).")] = False,
 ) -> None:
-    """Find campaigns: score every account, link them, and write calibrated verdicts with evidence."""
+    """Find campaigns: score every account, link them, and write calibrated verdicts with evidence.
+
+    Needs DISTILLGUARD_INDICATOR_KEY: customer identifiers leave a scan only as keyed hashes."""
     from distillguard.engine import EngineError
     from distillguard.ingest import IngestError, Workspace
     from distillguard.ingest import ingest as run
@@ -186,7 +190,7 @@ def scan(
             workspace = out / "workspace"
             _print_ingest(_ingest_with_progress(run, events or [], accounts or [], workspace,
                                                 memory_limit=memory_limit, threads=threads))
-        summary = _scan_with_progress(Workspace(workspace), out, until_at, memory_limit, threads)
+        summary = _scan_with_progress(Workspace(workspace), out, until_at, memory_limit, threads, raw_ips=raw_ips)
     except (IngestError, ValueError) as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(2) from None
@@ -208,7 +212,7 @@ def _parse_until(until: Optional[str]) -> Optional[str]:
     return (at if at.tzinfo else at.replace(tzinfo=timezone.utc)).astimezone(timezone.utc).isoformat()
 
 
-def _scan_with_progress(ws, out: Path, until: Optional[str], memory_limit, threads):
+def _scan_with_progress(ws, out: Path, until: Optional[str], memory_limit, threads, *, raw_ips: bool = False):
     from distillguard.verdicts import scan as run_scan
     from distillguard.verdicts.scan import STEPS
 
@@ -218,8 +222,8 @@ def _scan_with_progress(ws, out: Path, until: Optional[str], memory_limit, threa
         def update(step: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=f"scanning: {step}")
 
-        return run_scan(ws.events_sql(), ws.accounts_sql(), out, until=until, progress=update,
-                        memory_limit=memory_limit, threads=threads)
+        return run_scan(ws.events_sql(), ws.accounts_sql(), out, input_fingerprint=ws.fingerprint(), until=until,
+                        raw_ips=raw_ips, progress=update, memory_limit=memory_limit, threads=threads)
 
 
 def _print_scan(out: Path, summary, labels: Optional[Path]) -> None:
@@ -267,6 +271,15 @@ def demo(
     corpora: Annotated[Optional[Path], typer.Option(help="Folder of real public prompts to mix in (optional).")] = None,
 ) -> None:
     """The main job on the embedded default: simulate a world, ingest it, scan it, compare with the truth."""
+    import os
+    import secrets
+
+    from distillguard.verdicts.keyed import KEY_ENV
+
+    if not os.environ.get(KEY_ENV):
+        # A demo's outputs are thrown away: a fresh key is enough. Production sets its own.
+        os.environ[KEY_ENV] = secrets.token_hex(32)
+        console.print(f"{KEY_ENV} is not set: the demo hashes customer identifiers with a throwaway key")
     from distillguard.ingest import ingest as run
     from distillguard.simulate.redelivery import write_redelivery
 
@@ -334,6 +347,89 @@ def _print_bench(results: dict) -> None:
                           f"{r['adjusted_rand']:.3f}", f"{r['seconds']:.1f}")
         console.print(table)
     console.print(f"bench {escape(results['suite'])} took {results['seconds'] / 60:.1f} minutes")
+
+
+@app.command()
+def report(
+    scan_dir: Annotated[Path, typer.Argument(help="A scan's --out folder.")],
+    out: Annotated[Path, typer.Option(help="The HTML file to write (self-contained: it fetches nothing).")] = Path("report.html"),
+) -> None:
+    """An analyst's report of a scan: campaigns ranked, each with its timeline, account graph, reasons, samples,
+    indicators and actions."""
+    from distillguard.reports import write_report
+
+    with _errors_as_messages():
+        with _progress() as bar:
+            task = bar.add_task("report", total=None)
+            write_report(scan_dir, out)
+            bar.update(task, total=1, completed=1)
+    console.print(f"wrote {escape(str(out))}")
+
+
+export_app = typer.Typer(help="Machine-readable and shareable exports of a scan.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+_SCAN_DIR = Annotated[Path, typer.Argument(help="A scan's --out folder.")]
+_PRODUCER = Annotated[str, typer.Option(envvar="DISTILLGUARD_PRODUCER",
+                                        help="Your organisation's name, as the export's author (env DISTILLGUARD_PRODUCER).")]
+
+
+@export_app.command("campaigns")
+def export_campaigns(scan_dir: _SCAN_DIR,
+                     out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("campaigns.json")) -> None:
+    """campaigns.json: every campaign with its members, evidence, indicators and samples."""
+    from distillguard.exports.campaigns_json import write_campaigns_json
+
+    with _errors_as_messages():
+        n = write_campaigns_json(scan_dir, out)
+    console.print(f"wrote {n:,} campaigns to {escape(str(out))}")
+
+
+@export_app.command("actions")
+def export_actions(scan_dir: _SCAN_DIR,
+                   out: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("actions.csv")) -> None:
+    """actions.csv: the accounts to act on (account, action, rule, reasons), safe to open in a spreadsheet."""
+    from distillguard.exports.actions_csv import write_actions_csv
+
+    with _errors_as_messages():
+        counts = write_actions_csv(scan_dir, out)
+    console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {a}" for a, n in counts.items()))
+
+
+@export_app.command("stix")
+def export_stix(scan_dir: _SCAN_DIR, producer: _PRODUCER,
+                out: Annotated[Path, typer.Option(help="STIX 2.1 bundle (JSON) to write.")] = Path("campaigns.stix.json")) -> None:
+    """A STIX 2.1 bundle, validated, mapped to MITRE ATLAS AML.T0024.002; customer identifiers only as keyed hashes."""
+    from distillguard.exports.stix import write_stix
+
+    with _errors_as_messages():
+        counts = write_stix(scan_dir, out, producer=producer)
+    console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {escape(str(k))}" for k, n in counts.items()))
+
+
+@export_app.command("misp")
+def export_misp(scan_dir: _SCAN_DIR, producer: _PRODUCER,
+                out: Annotated[Path, typer.Option(help="MISP event (JSON) to write.")] = Path("campaigns.misp.json")) -> None:
+    """A MISP event with the campaigns' indicators; customer identifiers only as keyed hashes."""
+    from distillguard.exports.misp import write_misp
+
+    with _errors_as_messages():
+        counts = write_misp(scan_dir, out, producer=producer)
+    console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {escape(str(k))}" for k, n in counts.items()))
+
+
+@contextlib.contextmanager
+def _errors_as_messages():
+    """Expected failures (a folder that is not a scan, an invalid export) as one line and exit code 2."""
+    from distillguard.engine import EngineError
+
+    try:
+        yield
+    except (ValueError, OSError) as e:
+        err.print(f"[red]error:[/] {escape(str(e))}")
+        raise typer.Exit(2) from None
+    except EngineError as e:
+        err.print(f"[red]error:[/] {escape(e.step)}: {escape(str(e.cause))}")
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -32,7 +32,7 @@ def world(tmp_path_factory):
     folder = tmp_path_factory.mktemp("world")
     events, accounts = t.write(folder)
     out = folder / "scan"
-    summary = scan(*_relations(events, accounts), out)
+    summary = scan(*_relations(events, accounts), out, input_fingerprint="test:hand-made")
     verdicts = {r["account_id"]: r for r in pq.read_table(out / "accounts.parquet").to_pylist()}
     return groups, verdicts, out, summary
 
@@ -95,7 +95,7 @@ def test_outputs_follow_the_contract_and_every_flag_has_reasons_and_evidence(wor
 def test_until_scans_only_the_past(world, tmp_path):
     groups, verdicts, out, summary = world
     events, accounts = out.parent / "events.parquet", out.parent / "accounts.parquet"
-    early = scan(*_relations(events, accounts), tmp_path / "early", until="2026-03-03T00:00:00+00:00")
+    early = scan(*_relations(events, accounts), tmp_path / "early", input_fingerprint="test:hand-made", until="2026-03-03T00:00:00+00:00")
     assert 0 < early.exchanges < summary.exchanges
     last = pq.read_table(tmp_path / "early" / "accounts.parquet").column("last_seen").to_pylist()
     assert max(last).isoformat() <= "2026-03-03T00:00:00+00:00"

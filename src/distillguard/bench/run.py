@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from distillguard import __version__
 from distillguard.bench.methods import open_view
 from distillguard.bench.metrics import Truth, evaluate, stratified_sample
 from distillguard.bench.worlds import Recipe, World, build
+from distillguard.verdicts.keyed import KEY_ENV
 
 # Where each method lives; imported only when run (some load models).
 METHODS = {
@@ -71,6 +73,9 @@ class Bench:
     def __init__(self, suite: str, out: Path, corpora: Path | None = None, methods: list[str] | None = None,
                  progress: Progress | None = None):
         require_extras()
+        # The scanner hashes customer identifiers with this key; a benchmark's outputs are
+        # thrown away, so a fresh key does when none is set (spawned runs inherit it).
+        os.environ.setdefault(KEY_ENV, secrets.token_hex(32))
         all_suites = suites()
         if suite not in all_suites:
             raise ValueError(f"unknown suite {suite!r}; choose one of {', '.join(all_suites)}")

@@ -55,6 +55,14 @@ def literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def exact_sum(expr: str) -> str:
+    """sum() of a DOUBLE expression that gives the same bits whatever order the rows arrive in.
+
+    A parallel float sum differs in its last bits from run to run; a scan must be
+    reproducible to the byte, so the terms are summed as integers in units of 1e-9."""
+    return f"(sum(CAST(round(({expr}) * 1e9) AS HUGEINT)) / 1e9)"
+
+
 def ident(name: str) -> str:
     """A quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'

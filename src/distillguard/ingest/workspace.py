@@ -16,6 +16,7 @@ deleted by the next ingest) or the new one.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from distillguard.engine import Engine, EngineLocked, ident, literal
 from distillguard.ingest.sources import IngestError
 from distillguard.ingest.validate import SQL_TYPES
 from distillguard.schema import quarantine
-from distillguard.schema.contract import ACCOUNTS, EVENTS, Table
+from distillguard.schema.contract import ACCOUNTS, CONTRACT_VERSION, EVENTS, Table
 
 CATALOG = "catalog.duckdb"
 DATA_TABLES = ("events", "accounts", "quarantine")
@@ -93,8 +94,20 @@ class Workspace:
                 self.parts = read_manifest(engine, self.path)
                 self.rows = dict(engine.rows("SELECT table_name, sum(rows)::BIGINT FROM parts GROUP BY 1"))
                 self.batches = [b for (b,) in engine.rows("SELECT batch_id FROM batches ORDER BY batch_id")]
+                self.sources = engine.rows("SELECT table_name, fingerprint, rows_ingested FROM sources "
+                                           "ORDER BY batch_id, table_name, fingerprint")
         except EngineLocked as e:
             raise IngestError(f"{path}: the workspace is busy (an ingest is running); try again when it ends") from e
+
+    def fingerprint(self) -> str:
+        """Names the workspace's content: the files ingested (by content hash), in order.
+
+        The same files ingested in the same order give the same workspace, so a re-run
+        of a scan on it is recognisably on the same input (scan.json)."""
+        h = hashlib.sha256(f"contract {CONTRACT_VERSION}".encode())
+        for table, fingerprint, rows in self.sources:
+            h.update(f"\n{table} {fingerprint} {rows}".encode())
+        return "workspace:sha256:" + h.hexdigest()
 
     def events_sql(self) -> str:
         return parts_sql(self.parts["events"], stored_columns(EVENTS))

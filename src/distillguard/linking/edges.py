@@ -11,7 +11,7 @@ signals/request.py).
 
 from __future__ import annotations
 
-from distillguard.engine import Engine, literal, parts_for
+from distillguard.engine import Engine, exact_sum, literal, parts_for
 from distillguard.linking.rules import PHRASING, Coaction, Identifier, LinkRules, Phrasing, Synchrony, default_rules
 from distillguard.signals.request import bucket_sql
 
@@ -71,7 +71,7 @@ def _identifier_sql(ident: Identifier, accounts_sql: str) -> str:
     return f"""
 WITH v AS ({identifier_values_sql(ident, accounts_sql)})
 SELECT a.account_id AS src, b.account_id AS dst, {literal(ident.kind)} AS kind,
-  sum({ident.weight} * pow(2.0 / a.n, {ident.decay})) AS weight, count(*) AS shared
+  {exact_sum(f"{ident.weight} * pow(2.0 / a.n, {ident.decay})")} AS weight, count(*) AS shared
 FROM v a JOIN v b ON a.value = b.value AND a.account_id < b.account_id
 GROUP BY ALL"""
 
@@ -122,7 +122,7 @@ def _coaction_sql(co: Coaction) -> str:
     # (SynchroTrap's repeated similarity), counted in the buckets read; each read
     # bucket stands for the 2**read_level buckets it was sampled from.
     return _named(f"""
-SELECT src, dst, {literal('coaction_' + co.kind)} AS kind, sum({co.weight} / (m - 1) * pow(2, read_level)) AS weight,
+SELECT src, dst, {literal('coaction_' + co.kind)} AS kind, {exact_sum(f"{co.weight} / (m - 1) * pow(2, read_level)")} AS weight,
   count(*) AS shared
 FROM coaction_together GROUP BY src, dst HAVING count(*) >= {co.min_buckets}""")
 

@@ -9,7 +9,7 @@ The scorecard (scoring/scorecard.yaml) reads these columns by name.
 
 from __future__ import annotations
 
-from distillguard.engine import Engine
+from distillguard.engine import Engine, exact_sum
 from distillguard.signals.intent import INTENT_KINDS
 
 # Gaps longer than this end a session: inter-arrival regularity is measured within sessions.
@@ -35,19 +35,24 @@ WITH templates AS (
   LEFT JOIN templates h ON h.key = s.template_head
   LEFT JOIN templates t ON t.key = s.template_tail
 ), gaps AS (  -- the window sorts only what it needs: a narrow row, an integer partition
-  SELECT account_ix, stddev_samp(gap_s) / nullif(avg(gap_s), 0) AS gap_cv FROM (
-    SELECT account_ix, epoch(ts) - epoch(lag(ts) OVER (PARTITION BY account_ix ORDER BY ts)) AS gap_s FROM signals)
-  WHERE gap_s < {SESSION_GAP_S} GROUP BY account_ix
+  -- The sample standard deviation from exact integer sums of microseconds (the same
+  -- bits on every run; a parallel float aggregate is not).
+  SELECT account_ix, sqrt(greatest(0, (sum(g * g)::DOUBLE - sum(g)::DOUBLE * sum(g) / count(*)) / (count(*) - 1)))
+    / nullif(sum(g)::DOUBLE / count(*), 0) AS gap_cv FROM (
+    SELECT account_ix, (epoch_us(ts) - epoch_us(lag(ts) OVER (PARTITION BY account_ix ORDER BY ts)))::HUGEINT AS g
+    FROM signals)
+  WHERE g < {SESSION_GAP_S * 1_000_000} GROUP BY account_ix HAVING count(*) >= 2
 ), hours AS (
   SELECT account_id, hour(ts) AS h, count(*) AS n FROM signals GROUP BY ALL
 ), diurnal AS (
-  SELECT account_id, -sum(p * ln(p)) / ln(24) AS diurnal_entropy FROM (
+  SELECT account_id, -{exact_sum('p * ln(p)')} / ln(24) AS diurnal_entropy FROM (
     SELECT account_id, n / sum(n) OVER (PARTITION BY account_id) AS p FROM hours) GROUP BY account_id
 ), days AS (
   SELECT account_id, ts::DATE AS d, count(*) AS n FROM signals GROUP BY ALL
 ), daily AS (
   SELECT account_id, median(n) AS daily_median, max(n) AS daily_max,
-    coalesce(stddev_pop(n) / avg(n), 0) AS daily_cv FROM days GROUP BY account_id
+    sqrt(greatest(0, sum(n * n)::DOUBLE / count(*) - pow(sum(n)::DOUBLE / count(*), 2)))
+      / (sum(n)::DOUBLE / count(*)) AS daily_cv FROM days GROUP BY account_id
 ), pivots AS (
   SELECT s.account_id,
     (epoch(min(s.ts) FILTER (WHERE s.new_model)) - epoch(any_value(m.released_at))) / 3600 AS pivot_hours,

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from distillguard.engine import Engine, ident, literal
+from distillguard.engine import Engine, exact_sum, ident, literal
 from distillguard.linking.rules import LinkRules
 from distillguard.scoring.calibrate import Calibration
 from distillguard.scoring.scorecard import Term
@@ -35,18 +35,19 @@ WITH candidates AS (
   JOIN candidates x ON x.account_id = e.account_id
   JOIN candidates y ON y.account_id = e.other AND y.community_id = x.community_id AND y.core
 )
-SELECT account_id, community_id, 'campaign-' || substr(community_id, 2) AS campaign_id
+SELECT account_id, community_id, 'campaign-' || substr(community_id, 2) AS campaign_id, core,
+  account_id IN (SELECT account_id FROM anchored) AS anchored
 FROM candidates WHERE core OR account_id IN (SELECT account_id FROM anchored)""",
                    step="verdicts: members")
     # Links inside a campaign, per account and kind: the link reasons.
-    engine.execute("""
+    engine.execute(f"""
 CREATE OR REPLACE TABLE campaign_links AS
 WITH e AS (
   SELECT e.*, m.campaign_id FROM link_edges e
   JOIN campaign_members m ON m.account_id = e.src
   JOIN campaign_members n ON n.account_id = e.dst AND n.campaign_id = m.campaign_id
 )
-SELECT campaign_id, account_id, 'link.' || kind AS code, sum(weight) AS weight, sum(shared) AS shared,
+SELECT campaign_id, account_id, 'link.' || kind AS code, {exact_sum('weight')} AS weight, sum(shared) AS shared,
   count(*) AS pairs
 FROM (SELECT campaign_id, src AS account_id, kind, weight, shared FROM e
       UNION ALL SELECT campaign_id, dst, kind, weight, shared FROM e)
@@ -77,7 +78,7 @@ LEFT JOIN campaign_members m USING (account_id)
 LEFT JOIN link_reasons l USING (account_id)""", step="verdicts: accounts")
     term_shares = ", ".join(
         f"{{'code': {literal(t.code)}, 'held': avg(({ident(t.code)} >= {t.weight / 2})::INT), "
-        f"'mean': avg({ident(t.code)})}}" for t in terms)
+        f"'mean': {exact_sum(ident(t.code))} / count({ident(t.code)})}}" for t in terms)
     engine.execute(f"""
 CREATE OR REPLACE TABLE verdict_campaigns AS
 WITH members AS (
@@ -89,7 +90,7 @@ WITH members AS (
   SELECT campaign_id, list(t.code ORDER BY t.mean DESC) AS codes FROM terms
   WHERE t.held >= {CAMPAIGN_REASON_SHARE} GROUP BY campaign_id
 ), links AS (
-  SELECT campaign_id, code, sum(weight) / 2 AS weight, sum(pairs) / 2 AS pairs FROM campaign_links GROUP BY ALL
+  SELECT campaign_id, code, {exact_sum('weight')} / 2 AS weight, sum(pairs) / 2 AS pairs FROM campaign_links GROUP BY ALL
 ), link_reasons AS (
   SELECT campaign_id, list(code ORDER BY weight DESC, code) AS codes,
     list({{'code': code, 'pairs': pairs::BIGINT}} ORDER BY weight DESC, code) AS link_pairs

@@ -19,7 +19,7 @@ from distillguard.verdicts import scan
 def run(view: WorldView, params: dict) -> object:
     parameters(params, "scanner", ())  # configured by its own files (links.yaml, scorecard.yaml), not here
     out = view.workdir / "scan"
-    scan(view.events_sql, view.accounts_sql, out, until=view.until)
+    scan(view.events_sql, view.accounts_sql, out, input_fingerprint=f"bench:{view.key}", until=view.until)
     t = pq.read_table(out / "accounts.parquet", columns=["account_id", "flagged", "risk", "percentile", "campaign_id"])
     flagged = t.column("flagged")
     # Lexicographic (flagged, risk, percentile) in one number: risk and percentile are in [0, 1].
