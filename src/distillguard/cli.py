@@ -295,6 +295,10 @@ def demo(
 
     summary = _scan_with_progress(Workspace(workdir / "workspace"), workdir / "scan", None, None, None)
     _print_scan(workdir / "scan", summary, world_dir / "labels.parquet")
+    from distillguard.reports import write_report
+
+    write_report(workdir / "scan", workdir / "report.html")
+    console.print(f"the analyst's report: {escape(str(workdir / 'report.html'))} (distillguard report)")
 
 
 @app.command()
@@ -371,6 +375,7 @@ app.add_typer(export_app, name="export")
 _SCAN_DIR = Annotated[Path, typer.Argument(help="A scan's --out folder.")]
 _PRODUCER = Annotated[str, typer.Option(envvar="DISTILLGUARD_PRODUCER",
                                         help="Your organisation's name, as the export's author (env DISTILLGUARD_PRODUCER).")]
+_TLP = Annotated[Optional[str], typer.Option(help="Traffic Light Protocol marking: clear, green, amber or red. Default: exports/sharing.yaml (amber).")]
 
 
 @export_app.command("campaigns")
@@ -396,24 +401,24 @@ def export_actions(scan_dir: _SCAN_DIR,
 
 
 @export_app.command("stix")
-def export_stix(scan_dir: _SCAN_DIR, producer: _PRODUCER,
+def export_stix(scan_dir: _SCAN_DIR, producer: _PRODUCER, tlp: _TLP = None,
                 out: Annotated[Path, typer.Option(help="STIX 2.1 bundle (JSON) to write.")] = Path("campaigns.stix.json")) -> None:
     """A STIX 2.1 bundle, validated, mapped to MITRE ATLAS AML.T0024.002; customer identifiers only as keyed hashes."""
     from distillguard.exports.stix import write_stix
 
     with _errors_as_messages():
-        counts = write_stix(scan_dir, out, producer=producer)
+        counts = write_stix(scan_dir, out, producer=producer, tlp=tlp)
     console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {escape(str(k))}" for k, n in counts.items()))
 
 
 @export_app.command("misp")
-def export_misp(scan_dir: _SCAN_DIR, producer: _PRODUCER,
+def export_misp(scan_dir: _SCAN_DIR, producer: _PRODUCER, tlp: _TLP = None,
                 out: Annotated[Path, typer.Option(help="MISP event (JSON) to write.")] = Path("campaigns.misp.json")) -> None:
     """A MISP event with the campaigns' indicators; customer identifiers only as keyed hashes."""
     from distillguard.exports.misp import write_misp
 
     with _errors_as_messages():
-        counts = write_misp(scan_dir, out, producer=producer)
+        counts = write_misp(scan_dir, out, producer=producer, tlp=tlp)
     console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {escape(str(k))}" for k, n in counts.items()))
 
 

@@ -65,3 +65,11 @@ def test_every_share_in_the_shipped_scorecard_names_what_it_is_a_share_of():
             expected = "content_reads" if term.code.startswith("content.") else "exchanges"
             assert term.per == expected, term.code
     assert {t.per for t in terms if not t.feature.endswith(("_share", "_mean"))} == {None}
+
+
+def test_every_reason_meaning_is_read_whole():
+    # An unquoted comma inside a YAML flow mapping silently cuts the text short.
+    from distillguard.verdicts.read import reason_texts
+
+    for code, text in reason_texts().items():
+        assert text.count("(") == text.count(")") and not text.endswith(","), code

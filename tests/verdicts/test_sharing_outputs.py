@@ -136,3 +136,13 @@ def test_a_scan_without_a_key_refuses_to_start(hand_made_world, tmp_path, monkey
     monkeypatch.setenv(KEY_ENV, "short")
     with pytest.raises(MissingKey, match="at least"):
         scan("SELECT 1", "SELECT 1", tmp_path / "out", input_fingerprint="test")
+
+
+def test_a_partner_hashing_the_same_identifier_gets_the_same_value():
+    key = b"a shared key of sufficient length"
+    assert keyed_hash("ip", "2001:DB8:0:0::7", key) == keyed_hash("ip", " 2001:db8::7", key)
+    assert keyed_hash("ip", "203.0.113.7", key) == keyed_hash("ip", "203.0.113.7 ", key)
+    assert keyed_hash("ip", "203.0.113.7", key) != keyed_hash("ip", "203.0.113.7", key + b"!")
+    # A card and an address that happen to be the same text are different indicators.
+    assert keyed_hash("payment", "203.0.113.7", key) != keyed_hash("ip", "203.0.113.7", key)
+    assert keyed_hash("email", "Mail-1", key) != keyed_hash("email", "mail-1", key)

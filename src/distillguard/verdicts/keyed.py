@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 
 KEY_ENV = "DISTILLGUARD_INDICATOR_KEY"
@@ -40,11 +41,15 @@ def indicator_key() -> bytes:
 
 
 def canonical(namespace: str, value: str) -> str:
-    """The text that is hashed. Values are trimmed; IPs (IPv6 hex digits) are lower-cased.
-    Other values are hashed exactly as the provider's logs hold them."""
+    """The text that is hashed. Values are trimmed; an IP is written in its standard form
+    (RFC 5952 for IPv6: 2001:DB8:0::7 and 2001:db8::7 are one address). Other values are
+    hashed exactly as the provider's logs hold them."""
     value = value.strip()
     if namespace == "ip":
-        value = value.lower()
+        try:
+            value = ipaddress.ip_address(value).compressed
+        except ValueError:  # not an address after all: still hashed, as written
+            value = value.lower()
     return f"{namespace}:{value}"
 
 
