@@ -397,7 +397,7 @@ def export_actions(scan_dir: _SCAN_DIR,
 
     with _errors_as_messages():
         counts = write_actions_csv(scan_dir, out)
-    console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {a}" for a, n in counts.items()))
+    _print_written(out, counts)
 
 
 @export_app.command("stix")
@@ -408,7 +408,7 @@ def export_stix(scan_dir: _SCAN_DIR, producer: _PRODUCER, tlp: _TLP = None,
 
     with _errors_as_messages():
         counts = write_stix(scan_dir, out, producer=producer, tlp=tlp)
-    console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {escape(str(k))}" for k, n in counts.items()))
+    _print_written(out, counts)
 
 
 @export_app.command("misp")
@@ -419,6 +419,10 @@ def export_misp(scan_dir: _SCAN_DIR, producer: _PRODUCER, tlp: _TLP = None,
 
     with _errors_as_messages():
         counts = write_misp(scan_dir, out, producer=producer, tlp=tlp)
+    _print_written(out, counts)
+
+
+def _print_written(out: Path, counts: dict[str, int]) -> None:
     console.print(f"wrote {escape(str(out))}: " + ", ".join(f"{n:,} {escape(str(k))}" for k, n in counts.items()))
 
 
