@@ -10,10 +10,10 @@ leading apostrophe, so it opens as the text it is (OWASP's advice for CSV inject
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 from distillguard.engine import Engine
+from distillguard.files import atomic_text
 from distillguard.verdicts.actions import ACTIONS
 from distillguard.verdicts.read import ScanDir
 
@@ -38,10 +38,8 @@ FROM {scan.sql("accounts")} a
 LEFT JOIN (SELECT account_id, count(*) AS n FROM {scan.sql("evidence")} GROUP BY 1) e USING (account_id)
 WHERE a.action <> 'none'
 ORDER BY CASE a.action {severity} END, a.risk DESC, a.account_id"""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
     counts = {a: 0 for a in ACTIONS}
-    with Engine.open() as engine, open(tmp, "w", newline="", encoding="utf-8") as f:
+    with Engine.open() as engine, atomic_text(out, newline="") as f:
         writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
         writer.writerow(COLUMNS)
         for row in engine.rows(sql, step="actions.csv"):
@@ -49,5 +47,4 @@ ORDER BY CASE a.action {severity} END, a.risk DESC, a.account_id"""
             writer.writerow([inert_cell(account), inert_cell(campaign), action, rule, f"{risk:.6f}",
                              inert_cell(reasons), evidence, scan_id])
             counts[action] += 1
-    os.replace(tmp, out)
     return counts

@@ -17,10 +17,10 @@ millions of evidence rows never sits in Python objects. Text is JSON-escaped dat
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from distillguard.engine import Engine
+from distillguard.files import atomic_text
 from distillguard.verdicts.read import ScanDir, reason_texts
 
 FORMAT = "distillguard.campaigns/1"
@@ -76,16 +76,13 @@ ORDER BY c.rank"""
 def write_campaigns_json(scan_dir: str | Path, out: str | Path) -> int:
     """Write campaigns.json (atomically); returns the number of campaigns."""
     scan = ScanDir(scan_dir)
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp")
     head = {"format": FORMAT, "scan": scan.meta, "reason_codes": dict(sorted(reason_texts().items()))}
     n = 0
-    with Engine.open() as engine, open(tmp, "w", encoding="utf-8") as f:
+    with Engine.open() as engine, atomic_text(out) as f:
         f.write(json.dumps(head, ensure_ascii=False, sort_keys=True)[:-1] + ', "campaigns": [')
         for batch in engine.batches(campaigns_sql(scan), step="campaigns.json", batch_size=1):
             for document in batch.column(1).to_pylist():
                 f.write(("\n" if n == 0 else ",\n") + document)
                 n += 1
         f.write("\n]}\n")
-    os.replace(tmp, out)
     return n

@@ -7,9 +7,7 @@ two files always carry the same campaigns and the same values, chosen by one rul
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,12 +16,13 @@ from pathlib import Path
 
 import yaml
 
+from distillguard.files import atomic_text
 from distillguard.verdicts.indicators import default_policy
 from distillguard.verdicts.keyed import PREFIX
 from distillguard.verdicts.read import ScanDir, reason_text
 
 STIX_FORMS = ("ip", "autonomous-system", "user-agent", "identifier")
-KEYED_RE = re.compile(r"hmac-sha256:[0-9a-f]{64}")
+KEYED_RE = re.compile(re.escape(PREFIX) + r"[0-9a-f]{64}")
 
 
 class UnsafeValue(ValueError):
@@ -261,15 +260,7 @@ def reason_words(code: str) -> str:
 
 
 def write_atomically(out: Path, text: str) -> None:
-    """Write to a temporary file beside `out`, then rename: a reader never sees half a file
-    and a failed export leaves the previous one. The file is the owner's only (mkstemp's
-    0600): it carries TLP-marked intelligence until someone shares it on purpose."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The export, atomically and readable by its owner only: it carries TLP-marked
+    intelligence until someone shares it on purpose."""
+    with atomic_text(out, private=True) as f:
+        f.write(text)

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from distillguard.verdicts.keyed import PREFIX
+
 MAX_ACCOUNTS = 150
 MAX_IDENTIFIERS = 60       # the most shared values; a proxy pool can share thousands
 LINKS_PER_ACCOUNT = 3      # each account's strongest behavioural links
@@ -90,8 +92,8 @@ def _kind(table: pa.Table, kind: str) -> pa.Table:
 
 def short(value: str, keep: int = 22) -> str:
     """A value short enough to label a node: a keyed hash by its first hex digits."""
-    if value.startswith("hmac-sha256:"):
-        return "hmac:" + value[len("hmac-sha256:"):][:8] + "\u2026"
+    if value.startswith(PREFIX):
+        return "hmac:" + value[len(PREFIX):][:8] + "\u2026"
     return value if len(value) <= keep else value[:keep] + "\u2026"
 
 

@@ -17,10 +17,11 @@ import pyarrow.compute as pc
 
 from distillguard.reports import charts
 from distillguard.reports.graph import account_graph
+from distillguard.verdicts.actions import ACTIONS as TAKEN, NO_ACTION
 from distillguard.verdicts.indicators import default_policy
 from distillguard.verdicts.read import ScanDir, reason_text
 
-ACTIONS = ("suspend", "challenge", "monitor", "none")
+ACTIONS = (*TAKEN, NO_ACTION)  # strongest first
 MEMBER_ROWS = 50           # member accounts listed per campaign
 INDICATOR_ROWS = 15        # values listed per campaign and indicator kind
 REFS_PER_REASON = {"exchange": 5, "identifier": 3, "account": 5, "metric": 1}

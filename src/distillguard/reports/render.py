@@ -15,8 +15,6 @@ import functools
 import hashlib
 import json
 import math
-import os
-import tempfile
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -26,6 +24,7 @@ import jinja2
 import vl_convert
 from markupsafe import Markup
 
+from distillguard.files import atomic_text
 from distillguard.reports.graph import short
 from distillguard.reports.page import REFS_PER_REASON, build_page
 
@@ -44,19 +43,10 @@ def render_report(scan_dir: str | Path) -> str:
 
 def write_report(scan_dir: str | Path, out: str | Path) -> Path:
     """Render the report of `scan_dir` into `out`, atomically (a reader never sees half a file)."""
-    out = Path(out)
     html = render_report(scan_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would keep the report from the analysts it is for
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    with atomic_text(out) as f:
+        f.write(html)
+    return Path(out)
 
 
 def content_security_policy(*, scripts: tuple[str, ...], styles: tuple[str, ...]) -> str:

@@ -112,7 +112,7 @@ UNION SELECT DISTINCT substr(reason, 6), ref FROM verdict_evidence WHERE kind = 
         "value": pa.array([v for _, v in values], pa.string()),
         "hashed": pa.array([keyed_hash(keyed[k], v, key) for k, v in values], pa.string()),
     }))
-    engine.execute(f"""
+    engine.execute("""
 CREATE OR REPLACE TABLE verdict_indicators AS
 SELECT i.* REPLACE (coalesce(h.hashed, i.value) AS value, h.hashed IS NOT NULL AS keyed)
 FROM verdict_indicators i LEFT JOIN keyed_values h ON h.kind = i.kind AND h.value = i.value""",
