@@ -23,7 +23,8 @@ from pymisp import MISPEvent, MISPObject, MISPOrganisation
 from pymisp.abstract import describe_types
 
 from distillguard.exports.sharing import (Campaign, KindPolicy, SharedScan, SharedValue, SharingPolicy, load_policy,
-                                          reason_words, sentence, shared_scan, withheld_counts, write_atomically)
+                                          sentence, shared_scan, withheld_counts, write_atomically)
+from distillguard.verdicts.read import reason_text
 
 POLICY = load_policy()
 # The anonymisation template's method value for a keyed hash (its sane_default list).
@@ -160,7 +161,7 @@ def campaign_object(c: Campaign, scan: SharedScan, uid) -> MISPObject:
         obj.add_attribute(rel, value=value, type=spec["misp-attribute"], uuid=uid(c.campaign_id, rel, ident),
                           timestamp=ts, **kwargs)
 
-    reasons = "; ".join(reason_words(code) for code in c.reasons)
+    reasons = "; ".join(reason_text(code) for code in c.reasons)
     add("campaign-id", c.campaign_id, ident="")
     add("scan-id", scan.scan_id, ident="")
     add("description", f"A distillation campaign: {c.accounts:,} accounts sent {c.exchanges:,} exchanges "
@@ -171,7 +172,7 @@ def campaign_object(c: Campaign, scan: SharedScan, uid) -> MISPObject:
     add("p-value", c.p_value, ident="")
     add("risk", round(c.risk, 4), ident="")
     for code in c.reasons:
-        add("reason", code, ident=code, comment=reason_words(code))
+        add("reason", code, ident=code, comment=reason_text(code))
     for v in c.values:
         rel, comment = value_relation(v, scan.key_id)
         seen = {"first_seen": v.first_seen, "last_seen": v.last_seen} if v.first_seen else {}

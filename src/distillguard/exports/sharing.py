@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from distillguard.files import atomic_text
-from distillguard.verdicts.indicators import default_policy
+from distillguard.verdicts.indicators import IndicatorKind, default_policy
 from distillguard.verdicts.keyed import PREFIX
-from distillguard.verdicts.read import ScanDir, reason_text
+from distillguard.verdicts.read import ScanDir
 
 STIX_FORMS = ("ip", "autonomous-system", "user-agent", "identifier")
 KEYED_RE = re.compile(re.escape(PREFIX) + r"[0-9a-f]{64}")
@@ -41,9 +41,7 @@ class KindPolicy:
     kind: str
     share: bool
     why: str
-    about: str  # indicators.yaml's words for the kind
-    namespace: str | None  # the keyed hash's namespace (indicators.yaml)
-    keyed_policy: str  # indicators.yaml's keyed: always | unless_raw_ips | never
+    indicator: IndicatorKind  # what the scan says of the kind (indicators.yaml)
     stix: str | None = None
     misp_type: str | None = None
     misp_category: str | None = None
@@ -53,12 +51,18 @@ class KindPolicy:
     formats: tuple[Format, ...] = ()
 
     @property
+    def about(self) -> str:
+        return self.indicator.about
+
+    @property
+    def namespace(self) -> str | None:
+        """The keyed hash's namespace; None for a kind never keyed."""
+        return self.indicator.namespace
+
+    @property
     def clear_allowed(self) -> bool:
         """False: the kind's values leave a scan only as keyed hashes, whatever the scan."""
-        return self.keyed_policy != "always"
-
-    def must_be_keyed(self, raw_ips: bool) -> bool:
-        return self.keyed_policy == "always" or (self.keyed_policy == "unless_raw_ips" and not raw_ips)
+        return self.indicator.keyed != "always"
 
     def format_of(self, value: str) -> Format | None:
         return next((f for f in self.formats if f.pattern.fullmatch(value)), None)
@@ -104,8 +108,7 @@ def load_policy() -> SharingPolicy:
         spec = dict(spec)
         ik = indicator_kinds[name]
         formats = tuple(Format(f["name"], re.compile(f["pattern"]), f["misp_type"]) for f in spec.pop("formats", ()))
-        kp = KindPolicy(kind=name, about=ik.about, namespace=ik.namespace, keyed_policy=ik.keyed,
-                        indicator_types=tuple(spec.pop("indicator_types", ())), formats=formats, **spec)
+        kp = KindPolicy(kind=name, indicator=ik, indicator_types=tuple(spec.pop("indicator_types", ())), formats=formats, **spec)
         if kp.share and kp.clear_allowed and (kp.stix not in STIX_FORMS or not kp.misp_type):
             raise ValueError(f"sharing.yaml: {name} is shared in the clear and needs stix (one of {STIX_FORMS}) "
                              "and misp_type")
@@ -198,7 +201,7 @@ def shared_scan(scan_dir: Path, policy: SharingPolicy) -> SharedScan:
             raise ValueError(f"indicators.parquet: kind {row['kind']!r} is not in sharing.yaml")
         value, keyed = row["value"], bool(row["keyed"])
         # Defence in depth: the scan keys these values, but an export is the last door.
-        if kp.must_be_keyed(raw_ips) and not keyed:
+        if kp.indicator.is_keyed(raw_ips) and not keyed:
             raise UnsafeValue(f"indicators.parquet: a {row['kind']} value of campaign {row['campaign_id']} is in "
                               "the clear; it may leave a scan only as a keyed hash (verdicts/indicators.yaml)")
         if keyed and not KEYED_RE.fullmatch(value):
@@ -252,11 +255,6 @@ def valid_until(value: SharedValue, as_of: datetime) -> datetime:
 def sentence(text: str) -> str:
     """Upper-case the first letter only (str.capitalize would lower-case "TLS" and "JA4")."""
     return text[:1].upper() + text[1:]
-
-
-def reason_words(code: str) -> str:
-    """A reason code's meaning in words (scorecard.yaml, links.yaml, actions.yaml)."""
-    return reason_text(code)
 
 
 def write_atomically(out: Path, text: str) -> None:

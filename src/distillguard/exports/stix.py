@@ -31,8 +31,9 @@ from stix2.v21 import (AttackPattern, AutonomousSystem, Bundle, Campaign, Custom
 from stix2validator import ValidationOptions, validate_string
 
 from distillguard.exports.sharing import (Campaign as ScanCampaign, SharedScan, SharedValue, load_policy,
-                                          reason_words, sentence, shared_scan, valid_until, withheld_counts,
+                                          sentence, shared_scan, valid_until, withheld_counts,
                                           write_atomically)
+from distillguard.verdicts.read import reason_text
 
 POLICY = load_policy()
 TLP_MARKINGS = {"white": stix2.v21.TLP_WHITE, "green": stix2.v21.TLP_GREEN, "amber": stix2.v21.TLP_AMBER,
@@ -163,7 +164,7 @@ def campaign_objects(c: ScanCampaign, scan: SharedScan, *, identity, technique, 
                      own: dict, counts: dict, emitted: set[str]) -> list:
     p = POLICY
     name_of = lambda *parts: p.uuid_for(producer, scan.scan_id, tlp, c.campaign_id, *parts)  # noqa: E731
-    reasons = "; ".join(f"{reason_words(code)} ({code})" for code in c.reasons) or "none recorded"
+    reasons = "; ".join(f"{reason_text(code)} ({code})" for code in c.reasons) or "none recorded"
     campaign = Campaign(
         id="campaign--" + name_of("campaign"), created_by_ref=identity.id, name=c.campaign_id,
         description=(f"A distillation campaign: {c.accounts:,} accounts sent {c.exchanges:,} exchanges between "
