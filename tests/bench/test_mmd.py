@@ -4,15 +4,15 @@ questions like the reference; attackers ask about a topic the reference never do
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from distillguard.bench.methods import mmd, open_view
 from distillguard.bench.run import parameters
+
+from prompt_worlds import write_prompt_world
 
 EVERYDAY = {
     "cooking": ["How long should I bake {x} in the oven?", "What can I cook tonight with {x}?",
@@ -44,22 +44,6 @@ def proof_prompts(rng: np.random.Generator, n: int) -> list[str]:
     return [rng.choice(PROOFS).format(n=int(rng.integers(3, 60))) for _ in range(n)]
 
 
-def write_world(tmp_path, prompts: dict[str, list[str]]) -> tuple[str, str]:
-    start = datetime(2026, 3, 2, tzinfo=timezone.utc)
-    rows = {"request_id": [], "ts": [], "account_id": [], "prompt": []}
-    for account, texts in prompts.items():
-        for i, text in enumerate(texts):
-            rows["request_id"].append(f"{account}-{i:04d}")
-            rows["ts"].append(start + timedelta(hours=i))
-            rows["account_id"].append(account)
-            rows["prompt"].append(text)
-    pq.write_table(pa.table({**rows, "ts": pa.array(rows["ts"], pa.timestamp("us", tz="UTC"))}),
-                   tmp_path / "events.parquet")
-    pq.write_table(pa.table({"account_id": sorted(prompts)}), tmp_path / "accounts.parquet")
-    return (f"SELECT * FROM read_parquet('{tmp_path / 'events.parquet'}')",
-            f"SELECT * FROM read_parquet('{tmp_path / 'accounts.parquet'}')")
-
-
 # The shipped section, scaled down to a world of a few dozen accounts.
 PARAMS = {**parameters()["mmd"], "window": 6, "min_window": 4, "reference_size": 90, "reference_per_account": 3,
           "null_windows": 40, "percentile": 95.0}
@@ -74,7 +58,7 @@ def world(tmp_path_factory):
     prompts |= {f"attacker{i}": everyday_prompts(rng, 4) + proof_prompts(rng, 8) for i in range(4)}
     prompts |= {"tiny": everyday_prompts(rng, 2), "small_attacker": proof_prompts(rng, 3)}
     folder = tmp_path_factory.mktemp("mmd_world")
-    return {"sql": write_world(folder, prompts), "cache": folder / "cache", "folder": folder,
+    return {"sql": write_prompt_world(folder, prompts, every=timedelta(hours=1)), "cache": folder / "cache", "folder": folder,
             "benign": frozenset(a for a in prompts if a.startswith("benign")),
             "evaluate": frozenset(a for a in prompts if not a.startswith("benign"))}
 

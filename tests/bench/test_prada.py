@@ -3,16 +3,16 @@ whose answer is known by construction."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
 from distillguard.bench.methods import open_view, prada
 from distillguard.bench.run import parameters
+
+from prompt_worlds import write_prompt_world
 
 # A small vocabulary: random prompts over it overlap by chance in many words, so their
 # distances spread smoothly around a middle value (approximately normal minimum distances).
@@ -39,26 +39,8 @@ def perturbation_stream(n: int, rng: np.random.Generator, seeds: int = 3) -> lis
     return out
 
 
-def write_world(tmp_path, streams: dict[str, list[str]]) -> tuple[str, str]:
-    start = datetime(2026, 3, 2, tzinfo=timezone.utc)
-    rows = {"request_id": [], "ts": [], "account_id": [], "prompt": []}
-    for account, prompts in streams.items():
-        for i, prompt in enumerate(prompts):
-            rows["request_id"].append(f"{account}-{i:05d}")
-            rows["ts"].append(start + timedelta(minutes=i))
-            rows["account_id"].append(account)
-            rows["prompt"].append(prompt)
-    events = pa.table({**rows, "ts": pa.array(rows["ts"], pa.timestamp("us", tz="UTC"))})
-    # shuffled on disk, so the method's own time ordering is what is tested
-    events = events.take(np.random.default_rng(0).permutation(events.num_rows))
-    pq.write_table(events, tmp_path / "events.parquet")
-    pq.write_table(pa.table({"account_id": sorted(streams)}), tmp_path / "accounts.parquet")
-    return (f"SELECT * FROM read_parquet('{tmp_path / 'events.parquet'}')",
-            f"SELECT * FROM read_parquet('{tmp_path / 'accounts.parquet'}')")
-
-
 def run_prada(tmp_path, streams, params=None, **view_args) -> dict[str, dict]:
-    events, accounts = write_world(tmp_path, streams)
+    events, accounts = write_prompt_world(tmp_path, streams, every=timedelta(minutes=1), shuffle=True)
     with open_view(events, accounts, tmp_path / "work", tmp_path / "cache", **view_args) as view:
         table = prada.run(view, {**parameters()["prada"], **(params or {})})
     return {r["account_id"]: r for r in table.to_pylist()}

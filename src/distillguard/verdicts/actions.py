@@ -5,6 +5,7 @@ the report, actions.csv and the gateway all act on the same decision."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 
@@ -25,6 +26,7 @@ class ActionRule:
     about: str
 
 
+@functools.cache  # the shipped file, read once (the result is immutable)
 def default_ladder() -> tuple[ActionRule, ...]:
     raw = yaml.safe_load(resources.files("distillguard.verdicts").joinpath("actions.yaml").read_text())
     ladder = tuple(ActionRule(**r) for r in raw["ladder"])

@@ -12,6 +12,7 @@ the indicators and in the evidence, before anything is written (verdicts/keyed.p
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 
@@ -49,6 +50,7 @@ class IndicatorPolicy:
         return {k.kind: k.namespace or k.kind for k in self.kinds if k.is_keyed(raw_ips)}
 
 
+@functools.cache  # the shipped file, read once (the result is immutable)
 def default_policy() -> IndicatorPolicy:
     raw = yaml.safe_load(resources.files("distillguard.verdicts").joinpath("indicators.yaml").read_text())
     kinds = tuple(IndicatorKind(kind=k, **v) for k, v in raw["kinds"].items())
