@@ -130,21 +130,15 @@ def ingest(
     threads: Annotated[Optional[int], typer.Option(help="Engine threads. Default: every core.")] = None,
 ) -> None:
     """Validate, normalize and store traffic; quarantine bad rows with their reasons."""
-    from distillguard.engine import EngineError
     from distillguard.ingest import IngestError
     from distillguard.ingest import ingest as run
 
     if not events and not accounts:
         raise typer.BadParameter("give --events and/or --accounts")
-    try:
+    # An engine error (e.g. an unusable --memory-limit) leaves the workspace as it was.
+    with _errors_as_messages(IngestError):
         report = _ingest_with_progress(run, events or [], accounts or [], workspace,
                                        memory_limit=memory_limit, threads=threads)
-    except IngestError as e:
-        err.print(f"[red]error:[/] {escape(str(e))}")
-        raise typer.Exit(2) from None
-    except EngineError as e:  # e.g. an unusable --memory-limit; the workspace is left as it was
-        err.print(f"[red]error:[/] {escape(e.step)}: {escape(str(e.cause))}")
-        raise typer.Exit(2) from None
     _print_ingest(report)
 
 
@@ -176,8 +170,7 @@ def scan(
     """Find campaigns: score every account, link them, and write calibrated verdicts with evidence.
 
     Needs DISTILLGUARD_INDICATOR_KEY: customer identifiers leave a scan only as keyed hashes."""
-    from distillguard.engine import EngineError
-    from distillguard.ingest import IngestError, Workspace
+    from distillguard.ingest import Workspace
     from distillguard.ingest import ingest as run
 
     if workspace is None and not events:
@@ -185,18 +178,12 @@ def scan(
     if workspace is not None and (events or accounts):
         raise typer.BadParameter("give either --workspace or --events/--accounts, not both")
     until_at = _parse_until(until)
-    try:
+    with _errors_as_messages():  # ingest errors are ValueErrors; a missing indicator key too
         if workspace is None:
             workspace = out / "workspace"
             _print_ingest(_ingest_with_progress(run, events or [], accounts or [], workspace,
                                                 memory_limit=memory_limit, threads=threads))
         summary = _scan_with_progress(Workspace(workspace), out, until_at, memory_limit, threads, raw_ips=raw_ips)
-    except (IngestError, ValueError) as e:
-        err.print(f"[red]error:[/] {escape(str(e))}")
-        raise typer.Exit(2) from None
-    except EngineError as e:
-        err.print(f"[red]error:[/] {escape(e.step)}: {escape(str(e.cause))}")
-        raise typer.Exit(2) from None
     _print_scan(out, summary, labels)
 
 
@@ -427,13 +414,14 @@ def _print_written(out: Path, counts: dict[str, int]) -> None:
 
 
 @contextlib.contextmanager
-def _errors_as_messages():
-    """Expected failures (a folder that is not a scan, an invalid export) as one line and exit code 2."""
+def _errors_as_messages(*expected: type[Exception]):
+    """Expected failures (bad input, a folder that is not a scan, an invalid export, an engine
+    step that failed) as one line and exit code 2, never a traceback."""
     from distillguard.engine import EngineError
 
     try:
         yield
-    except (ValueError, OSError) as e:
+    except expected or (ValueError, OSError) as e:
         err.print(f"[red]error:[/] {escape(str(e))}")
         raise typer.Exit(2) from None
     except EngineError as e:
