@@ -47,6 +47,7 @@ lock:
 # Regenerate the docs that are generated from code.
 docs: $(STAMP)
 	$(BIN)/distillguard schema > docs/schema.md
+	$(BIN)/distillguard formats > docs/formats.md
 
 clean:
 	rm -rf $(VENV) demo .distillguard .bench

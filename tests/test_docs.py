@@ -13,6 +13,13 @@ def test_schema_doc_is_generated_from_the_contract():
         "docs/schema.md is stale: run `make docs`"
 
 
+def test_formats_doc_is_generated_from_the_log_formats():
+    from distillguard.ingest.formats.docs import render as render_formats
+
+    assert (DOCS / "formats.md").read_text(encoding="utf-8") == render_formats(), \
+        "docs/formats.md is stale: run `make docs`"
+
+
 def test_every_persona_and_campaign_is_documented():
     text = (DOCS / "simulator.md").read_text(encoding="utf-8")
     missing = [name for name in personas() if f"| {name} |" not in text]

@@ -98,11 +98,18 @@ def _print_world(world: dict, out: Path) -> None:
 
 
 def _print_ingest(report) -> None:
-    table = Table("table", "files", "rows read", "ingested", "duplicates", "quarantined", title="ingested")
+    table = Table("table", "files", "rows read", "ingested", "duplicates", "quarantined", "not exchanges",
+                  title="ingested")
     for name, r in (("events", report.events), ("accounts", report.accounts)):
         table.add_row(name, f"{r.files:,}", f"{r.rows_read:,}", f"{r.rows_ingested:,}", f"{r.duplicates:,}",
-                      f"{r.quarantined:,}")
+                      f"{r.quarantined:,}", f"{sum(r.skipped_records.values()):,}")
     console.print(table)
+    formats = sorted({f.format for f in report.events.file_reports if "/" in f.format})
+    if formats:
+        console.print("events read as: " + escape(", ".join(formats)))
+    if report.events.skipped_records:
+        console.print("log records that hold no exchange (counted, not stored): " + escape(", ".join(
+            f"{code} {n:,}" for code, n in report.events.skipped_records.items())))
     reasons = [(name, code, n) for name, r in (("events", report.events), ("accounts", report.accounts))
                for code, n in sorted(r.quarantine_reasons.items(), key=lambda kv: -kv[1])]
     if reasons:
@@ -121,15 +128,28 @@ def _print_ingest(report) -> None:
     console.print("workspace now holds " + ", ".join(f"{v:,} {k}" for k, v in totals.items()))
 
 
+_FORMAT = Annotated[str, typer.Option(
+    "--format",
+    help="What the events files are: the contract's columns, a provider's logs (otel, litellm, langfuse, helicone, "
+         "openai, anthropic: docs/formats.md), or auto (each file's first record decides).")]
+_FILL = Annotated[Optional[list[str]], typer.Option(
+    help="FIELD=VALUE for an events field the logs leave empty, e.g. account_id=org-42 for a batch file. Repeatable.")]
+
+
 @app.command()
 def ingest(
     events: Annotated[Optional[list[str]], typer.Option(help="Events: a Parquet, JSON Lines or CSV file, a folder or a glob. Repeatable.")] = None,
     accounts: Annotated[Optional[list[str]], typer.Option(help="Accounts: a file, a folder or a glob. Repeatable.")] = None,
     workspace: Annotated[Path, typer.Option(help="Workspace folder (DuckDB catalog plus Parquet).")] = Path(".distillguard"),
+    log_format: _FORMAT = "contract",
+    fill: _FILL = None,
     memory_limit: Annotated[Optional[str], typer.Option(help="Cap the engine's memory, e.g. 2GB; it spills to disk beyond it. Default: half the machine's.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="Engine threads. Default: every core.")] = None,
 ) -> None:
-    """Validate, normalize and store traffic; quarantine bad rows with their reasons."""
+    """Validate, normalize and store traffic; quarantine bad rows with their reasons.
+
+    Reads the contract's own columns, or with --format the logs providers' stacks
+    already write (docs/formats.md)."""
     from distillguard.ingest import IngestError
     from distillguard.ingest import ingest as run
 
@@ -137,9 +157,19 @@ def ingest(
         raise typer.BadParameter("give --events and/or --accounts")
     # An engine error (e.g. an unusable --memory-limit) leaves the workspace as it was.
     with _errors_as_messages(IngestError):
-        report = _ingest_with_progress(run, events or [], accounts or [], workspace,
-                                       memory_limit=memory_limit, threads=threads)
+        report = _ingest_with_progress(run, events or [], accounts or [], workspace, log_format=log_format,
+                                       fills=_fills(fill), memory_limit=memory_limit, threads=threads)
     _print_ingest(report)
+
+
+def _fills(fill: Optional[list[str]]) -> dict[str, str]:
+    out = {}
+    for item in fill or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--fill {item!r}: expected FIELD=VALUE, e.g. account_id=org-42")
+        out[name.strip()] = value.strip()
+    return out
 
 
 def _ingest_with_progress(run, events, accounts, workspace, **engine_options):
@@ -166,6 +196,8 @@ def scan(
     threads: Annotated[Optional[int], typer.Option(help="Engine threads. Default: every core.")] = None,
     labels: Annotated[Optional[Path], typer.Option(help="labels.parquet of a labelled world: also print the campaigns found against the truth.")] = None,
     raw_ips: Annotated[bool, typer.Option("--raw-ips", help="Write IP addresses as they are, not as keyed hashes (to share proxy and datacenter addresses for blocking).")] = False,
+    log_format: _FORMAT = "contract",
+    fill: _FILL = None,
 ) -> None:
     """Find campaigns: score every account, link them, and write calibrated verdicts with evidence.
 
@@ -181,8 +213,8 @@ def scan(
     with _errors_as_messages():  # ingest errors are ValueErrors; a missing indicator key too
         if workspace is None:
             workspace = out / "workspace"
-            _print_ingest(_ingest_with_progress(run, events or [], accounts or [], workspace,
-                                                memory_limit=memory_limit, threads=threads))
+            _print_ingest(_ingest_with_progress(run, events or [], accounts or [], workspace, log_format=log_format,
+                                                fills=_fills(fill), memory_limit=memory_limit, threads=threads))
         summary = _scan_with_progress(Workspace(workspace), out, until_at, memory_limit, threads, raw_ips=raw_ips)
     _print_scan(out, summary, labels)
 
@@ -209,7 +241,8 @@ def _scan_with_progress(ws, out: Path, until: Optional[str], memory_limit, threa
         def update(step: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=f"scanning: {step}")
 
-        return run_scan(ws.events_sql(), ws.accounts_sql(), out, input_fingerprint=ws.fingerprint(), until=until,
+        return run_scan(ws.events_sql(), ws.accounts_sql(), out, input_fingerprint=ws.fingerprint(),
+                        reasoning_sql=ws.reasoning_sql(), until=until,
                         raw_ips=raw_ips, progress=update, memory_limit=memory_limit, threads=threads)
 
 
@@ -435,6 +468,14 @@ def schema() -> None:
     from distillguard.schema.docs import render
 
     typer.echo(render())
+
+
+@app.command()
+def formats() -> None:
+    """Print the log formats `ingest --format` reads, field by field, as Markdown (the source of docs/formats.md)."""
+    from distillguard.ingest.formats.docs import render
+
+    typer.echo(render(), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

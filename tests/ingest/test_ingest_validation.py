@@ -215,11 +215,32 @@ def _make(tmp_path, code):
     return p
 
 
+def _openai_log(tmp_path, name, records):
+    """An OpenAI log file (ingest/formats/openai.py) of request/response records and batch lines."""
+    return write_jsonl(tmp_path / f"{name}.jsonl", [json.dumps(r) for r in records])
+
+
+BATCH_REQUEST = {"custom_id": "c1", "method": "POST", "url": "/v1/chat/completions",
+                 "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}
+BATCH_RESULT = {"id": "batch_req_1", "custom_id": "c1", "response": {"status_code": 200, "body": {
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1767225600, "model": "gpt-4o",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}}]}}}
+LOG_CODES = {  # the codes only log formats produce, and a file of each
+    "unknown_format": [{"hello": "world"}],
+    "unrecognized_record": [BATCH_REQUEST, BATCH_RESULT, {"custom_id": "c2", "note": "neither half"}],
+    "ambiguous_batch_record": [BATCH_REQUEST | {"custom_id": "c3"}, BATCH_REQUEST | {"custom_id": "c3"},
+                               BATCH_RESULT | {"custom_id": "c3"}],
+    "unpaired_batch_record": [BATCH_RESULT | {"custom_id": "c4"}],
+}
+
+
 def test_every_reason_code_is_produced_and_explained(tmp_path, ws):
-    report = ingest([_make(tmp_path, code) for code in CODES], workspace=ws)
-    assert set(report.events.quarantine_reasons) == set(CODES)
-    for f in report.events.file_reports:
-        assert f.rows_read == f.rows_ingested + f.duplicates + f.quarantined
+    report = ingest([_make(tmp_path, code) for code in CODES if code not in LOG_CODES], workspace=ws)
+    logs = ingest([_openai_log(tmp_path, code, records) for code, records in LOG_CODES.items()],
+                  workspace=ws, log_format="auto")
+    assert set(report.events.quarantine_reasons) | set(logs.events.quarantine_reasons) == set(CODES)
+    for f in report.events.file_reports + logs.events.file_reports:
+        assert f.rows_read == f.rows_ingested + f.duplicates + f.quarantined + sum(f.skipped_records.values())
     assert all(q["detail"] for q in quarantine(ws))
 
 

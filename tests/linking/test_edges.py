@@ -36,8 +36,12 @@ def _accounts(rows: list[dict]) -> pa.Table:
     return pa.table({c: pa.array([r.get(c) for r in rows], t) for c, t in cols.items()})
 
 
-def _edges(signals: list[dict], accounts: list[dict]) -> list[tuple]:
+def _edges(signals: list[dict], accounts: list[dict], reasoning: list[tuple[str, str]] = ()) -> list[tuple]:
+    """reasoning: (account_id, blob) of the blobs issued to and sent back by accounts."""
     with Engine.open() as engine:
+        engine.register("reasoning_in", pa.table({"account_id": pa.array([a for a, _ in reasoning], pa.string()),
+                                                  "blob": pa.array([b for _, b in reasoning], pa.string())}))
+        engine.execute("CREATE VIEW scan_reasoning AS SELECT * FROM reasoning_in")
         engine.register("signals_in", _signals(signals))
         engine.execute("CREATE TABLE signals AS SELECT * FROM signals_in")
         engine.execute("CREATE VIEW scan_events AS SELECT * FROM signals_in")  # the events, for their identifiers
@@ -75,6 +79,16 @@ def test_a_nat_of_300_students_makes_no_edge_and_a_shared_proxy_ip_a_rarity_weig
     edges = [e for e in _edges(rows, []) if e[2] == "client_ip"]
     assert {(e[0], e[1]) for e in edges} == {("p1", "p2"), ("p1", "p3"), ("p2", "p3")}
     assert all(e[3] == pytest.approx(0.7 * 2 / 3) for e in edges)
+
+
+def test_a_reasoning_blob_issued_to_one_account_and_sent_back_by_another_links_them():
+    ids = ["issuer", "replayer", "loner"] + [f"pool-{i:02d}" for i in range(61)]
+    reasoning = [("issuer", "blob-1"), ("replayer", "blob-1"),  # issued to one, sent back by another
+                 ("loner", "blob-2"), ("loner", "blob-2"),  # its own blob sent back by itself: no link
+                 *((a, "blob-3") for a in ids[3:])]  # one blob in 61 accounts: past max_accounts, no evidence
+    edges = [e for e in _edges(_one_request_each(ids), [], reasoning) if e[2] == "reasoning_replay"]
+    assert edges == [("issuer", "replayer", "reasoning_replay", pytest.approx(3.0), 1)]
+    assert "reasoning_replay" in default_rules().anchors
 
 
 def test_turns_of_one_conversation_from_different_accounts_link_them():

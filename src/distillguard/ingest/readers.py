@@ -34,7 +34,11 @@ CSV_SCHEMA = pa.schema([*_FRAMING, ("_fields", pa.list_(pa.string()))])
 
 
 class Unreadable(Exception):
-    """Nothing could be read from the file."""
+    """Nothing could be read from the file (reason: the quarantine code of the whole file)."""
+
+    def __init__(self, detail: str, reason: str = "unreadable_file"):
+        super().__init__(detail)
+        self.reason = reason
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """What an ingest did, for the CLI to print and for tests to check.
 
-For every file and every table: rows_read == rows_ingested + duplicates + quarantined.
+For every file and every table:
+rows_read == rows_ingested + duplicates + quarantined + sum(skipped_records.values()),
+skipped records being log records that hold no exchange of their own (a span of
+another operation, a trace that names the user of its generations).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class FileReport:
     duplicates: int = 0  # ids repeated in this input or already stored (accounts: unchanged rows)
     quarantined: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    skipped_records: dict[str, int] = field(default_factory=dict)  # why -> how many
 
 
 @dataclass(frozen=True)
@@ -33,20 +37,24 @@ class TableReport:
     duplicates: int = 0
     quarantined: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    skipped_records: dict[str, int] = field(default_factory=dict)
     ignored_columns: tuple[str, ...] = ()  # input columns the contract does not know
     file_reports: tuple[FileReport, ...] = ()
 
     @classmethod
     def of(cls, table: str, files: list[FileReport], ignored: set[str]) -> TableReport:
         reasons: Counter[str] = Counter()
+        skips: Counter[str] = Counter()
         for f in files:
             reasons.update(f.quarantine_reasons)
+            skips.update(f.skipped_records)
         read = [f for f in files if not f.skipped]
         return cls(
             table=table, files=len(read), skipped_files=len(files) - len(read),
             rows_read=sum(f.rows_read for f in files), rows_ingested=sum(f.rows_ingested for f in files),
             duplicates=sum(f.duplicates for f in files), quarantined=sum(f.quarantined for f in files),
-            quarantine_reasons=dict(reasons.most_common()), ignored_columns=tuple(sorted(ignored)),
+            quarantine_reasons=dict(reasons.most_common()), skipped_records=dict(skips.most_common()),
+            ignored_columns=tuple(sorted(ignored)),
             file_reports=tuple(files),
         )
 

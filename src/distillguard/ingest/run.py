@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,12 +31,16 @@ import pyarrow.parquet as pq
 
 from distillguard.engine import Engine, EngineError, EngineLocked, ident, literal
 from distillguard.ingest import readers
+from distillguard.ingest.formats import AUTO, CHOICES, CONTRACT, detect, log_format
+from distillguard.ingest.formats.base import LogFormat, combined_sql, given, mapped_sql
 from distillguard.ingest.readers import Unreadable
+from distillguard.ingest.records import (csv_columns, csv_records_sql, csv_rows_sql, first_record,
+                                         json_records_sql, jsonl_records_sql, parquet_records_sql)
 from distillguard.ingest.report import FileReport, IngestReport, TableReport
 from distillguard.ingest.sources import IngestError, Source, expand, fingerprint
-from distillguard.ingest.validate import POS_STRIDE, SQL_TYPES, WS, Column, blank, shown, validation_sql
+from distillguard.ingest.validate import SQL_TYPES, Column, position, validation_sql
 from distillguard.ingest.workspace import (
-    CATALOG, DATA_TABLES, MANIFEST_DDL, QUARANTINE_COLUMNS, current_accounts_sql, fsync_path, parts_sql,
+    CATALOG, DATA_TABLES, MANIFEST_DDL, QUARANTINE_COLUMNS, REASONING_COLUMNS, current_accounts_sql, fsync_path, parts_sql,
     read_manifest, stored_columns, workspace_counts,
 )
 from distillguard.schema.contract import ACCOUNTS, CONTRACT_VERSION, EVENTS, Table
@@ -45,7 +49,9 @@ ProgressFn = Callable[[str, int, int], None]
 TABLES = {"events": EVENTS, "accounts": ACCOUNTS}
 PART_SIZE = "512MB"  # stored parts are split at about this size
 STAGE_COMPRESSION = "lz4_raw"  # staged files are read once: favour speed over size
-FRAME_ROWS = 16_384  # rows per row group of framed text: the unit the engine parallelizes over
+FRAME_ROWS = 16_384  # rows per row group of framed text: the unit the engine parallelizes over...
+FRAME_BYTES = 4 << 20  # ...and fewer when records are long: a row group is read whole, and a log
+# record that carries a conversation's history can be tens of KB
 
 
 def ingest(
@@ -53,17 +59,31 @@ def ingest(
     accounts: Sequence[str | Path] = (),
     workspace: str | Path = ".distillguard",
     *,
+    log_format: str = CONTRACT,
+    fills: Mapping[str, str] | None = None,
     progress: ProgressFn | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
 ) -> IngestReport:
     """Ingest events and accounts files into the workspace and report what happened.
 
-    Sources are files, folders (read recursively) or globs. Bad rows never raise:
-    they are quarantined with a reason. IngestError is raised, before anything is
-    written, for a missing path or an unsupported file type, and when another
-    ingest holds the workspace.
+    Sources are files, folders (read recursively) or globs. log_format says what the
+    events files are: the contract's own columns (the default), a provider's log format
+    (ingest/formats/: otel, litellm, langfuse, helicone, openai, anthropic), or auto
+    (each file's first record decides). fills gives values for event fields that log
+    records leave empty (say, the account that owns a batch file). Bad rows never
+    raise: they are quarantined with a reason. IngestError is raised, before anything
+    is written, for a missing path, an unsupported file type or an unknown format or
+    field, and when another ingest holds the workspace.
     """
+    if log_format not in CHOICES:
+        raise IngestError(f"unknown format {log_format!r}; expected one of {', '.join(CHOICES)}")
+    fills = dict(fills or {})
+    for name, value in fills.items():
+        if name not in EVENTS.names:
+            raise IngestError(f"--fill {name}: not an events field; fields are {', '.join(EVENTS.names)}")
+        if not str(value).strip():
+            raise IngestError(f"--fill {name}: give a value")
     plan = {"events": expand(events, "events"), "accounts": expand(accounts, "accounts")}
     root = Path(workspace).expanduser().resolve()
     if root.exists() and not root.is_dir():
@@ -76,7 +96,7 @@ def ingest(
     except EngineLocked as e:
         raise IngestError(f"workspace {workspace} is busy: another ingest is running") from e
     with engine:
-        return _Batch(engine, root, progress or (lambda label, done, total: None)).run(plan)
+        return _Batch(engine, root, progress or (lambda label, done, total: None), log_format, fills).run(plan)
 
 
 def _half_of_memory() -> str | None:
@@ -87,8 +107,10 @@ def _half_of_memory() -> str | None:
 
 
 class _Batch:
-    def __init__(self, engine: Engine, root: Path, progress: ProgressFn):
+    def __init__(self, engine: Engine, root: Path, progress: ProgressFn, log_format: str = CONTRACT,
+                 fills: Mapping[str, str] | None = None):
         self.engine, self.root, self.progress = engine, root, progress
+        self.log_format, self.fills = log_format, dict(fills or {})
         engine.execute(MANIFEST_DDL, step="create manifest")
         self._clean()
         self.batch_id, self.started = self._new_batch_id()
@@ -135,7 +157,10 @@ class _Batch:
             committed = bool(any(not f.skipped for fs in counted.values() for f in fs) or any(parts.values()))
             if committed:
                 installed = self._install(parts)
-                sources = [(name, f) for name, fs in counted.items() for f in fs if not f.skipped and f.fingerprint]
+                # A file with batch records still waiting for their other half is not marked as
+                # ingested, so that giving it again with its partner file completes them.
+                sources = [(name, f) for name, fs in counted.items() for f in fs
+                           if not f.skipped and f.fingerprint and "unpaired_batch_record" not in f.quarantine_reasons]
                 self.progress("committing", 0, 1)
                 commit_manifest(self.engine, self.root, self.batch_id, installed, sources, reports)
                 self.progress("committing", 1, 1)
@@ -174,12 +199,19 @@ class _Batch:
                     fps[s.path] = None  # reported as unreadable when staged
         return fps
 
+    def _reading(self, table: Table) -> str:
+        """How an events file is read, beyond its bytes, as a suffix of its fingerprint: the
+        same file read in another format or with other fills is another input."""
+        if table is not EVENTS or (self.log_format == CONTRACT and not self.fills):
+            return ""
+        return f" read as {self.log_format}" + "".join(f", {k}={v}" for k, v in sorted(self.fills.items()))
+
     # --- stage -------------------------------------------------------------
     def _stage_table(self, table: Table, sources: list[Source], fps: dict, known: set[str]):
         total, done = sum(s.size for s in sources), 0
         reports, ignored, seen = [], set(), set()
         for index, src in enumerate(sources):
-            fp = fps[src.path]
+            fp = fps[src.path] and fps[src.path] + self._reading(table)
             if fp is not None and (fp in known or fp in seen):
                 reports.append(FileReport(str(src.path), src.format, src.size, fp, skipped=True))
             else:
@@ -189,18 +221,95 @@ class _Batch:
                     self.progress(table.name, base + min(pos, size), total)
                 out = self.tmp / "stage" / table.name / f"{index:06d}"  # this source's staged files
                 out.mkdir(parents=True)
+                shown_format = src.format
                 try:
                     if fp is None:
                         raise Unreadable("cannot read the file (permission denied or an I/O error)")
-                    ignored |= getattr(self, f"_stage_{src.format}")(table, src, index, out, step)
+                    fmt = self._log_format_of(src) if table is EVENTS else CONTRACT
+                    if fmt == CONTRACT:
+                        ignored |= getattr(self, f"_stage_{src.format}")(table, src, index, out, step)
+                    else:
+                        shown_format = f"{fmt.name}/{src.format}"
+                        self._map_log(fmt, src, index, step)
                 except Unreadable as e:
                     shutil.rmtree(out)  # whatever was written before the failure
                     out.mkdir()
-                    self._stage_failure(table, src, index, out, str(e))
-                reports.append(FileReport(str(src.path), src.format, src.size, fp))
+                    self._stage_failure(table, src, index, out, str(e), e.reason)
+                reports.append(FileReport(str(src.path), shown_format, src.size, fp))
             done += src.size
             self.progress(table.name, done, total)
+        if table is EVENTS and (self.tmp / "mapped").is_dir():
+            self._stage_logs(self.tmp / "stage" / table.name / "logs")
         return reports, ignored
+
+    # --- log formats (ingest/formats/) -----------------------------------------
+    def _log_format_of(self, src: Source) -> LogFormat | str:
+        """The format an events file is read in: CONTRACT or a LogFormat."""
+        if self.log_format == CONTRACT:
+            return CONTRACT
+        if self.log_format != AUTO:
+            fmt = log_format(self.log_format)
+        else:
+            record = first_record(src)
+            name = detect(record) if record is not None else None
+            if name is None:
+                keys = ", ".join(list(record)[:12]) if record else "none: the file holds no JSON object or row"
+                raise Unreadable(f"--format auto cannot tell what format this file is in (the first record's keys: "
+                                 f"{keys}); name it with --format", reason="unknown_format")
+            if name == CONTRACT:
+                return CONTRACT
+            fmt = log_format(name)
+        if src.format not in fmt.containers:
+            raise Unreadable(f"{fmt.name} logs are not read from {src.format} files "
+                             f"(only {', '.join(fmt.containers)})", reason="unknown_format")
+        return fmt
+
+    def _map_log(self, fmt: LogFormat, src: Source, index: int, step) -> None:
+        """A log file's records -> tmp/mapped/<index>.parquet: one mapped row per record."""
+        frames = None
+        if src.format == "jsonl":
+            frames = self._frame(readers.jsonl_chunks(src.path, step), readers.JSONL_SCHEMA, src, index)
+            records = jsonl_records_sql(frames)
+        elif src.format == "csv":
+            header: list[str] = []
+
+            def chunks():
+                nonlocal header
+                for header, chunk in readers.csv_chunks(src.path, step):
+                    yield chunk
+            frames = self._frame(chunks(), readers.CSV_SCHEMA, src, index)
+            records = csv_records_sql(frames, header)
+        else:
+            try:
+                described = self.engine.rows(f"DESCRIBE SELECT * FROM read_parquet({literal(str(src.path))})",
+                                             step=f"read {src.path}")
+            except EngineError as e:
+                if not e.input_error:
+                    raise
+                raise Unreadable(f"cannot read the Parquet file: {_first_line(e.cause)}") from e
+            records = parquet_records_sql(src.path, [name for name, *_ in described])
+        out = self.tmp / "mapped" / f"{index:06d}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        self.engine.copy_to_parquet(
+            f"SELECT {index} AS _file, {literal(str(src.path))} AS _source_file, * FROM ({mapped_sql(fmt, records)})",
+            out, step=f"map {src.path}", compression=STAGE_COMPRESSION)
+        if frames is not None:
+            frames.unlink()
+
+    def _stage_logs(self, out: Path) -> None:
+        """Every mapped log record of this ingest, combined (batch halves paired, contexts
+        joined, fills applied) and validated like any other input."""
+        mapped = f"SELECT * FROM read_parquet({literal(str(self.tmp / 'mapped' / '*.parquet'))})"
+        columns = {f.name: Column(ident(given(f.name))) for f in EVENTS.fields}
+        sql = validation_sql(EVENTS, combined_sql(mapped, self.fills), columns, source_file="_source_file",
+                             pos="_pos", carry=("_skip", "_issued", "_replayed"))
+        # A row that is not an exchange (a span of another operation, a trace) is neither stored nor quarantined.
+        skip = "CASE WHEN _skip IS NULL THEN {} END"
+        sql = (f"SELECT * REPLACE ({skip.format('_reason')} AS _reason, {skip.format('_detail')} AS _detail, "
+               f"{skip.format('_raw')} AS _raw) FROM ({sql})")
+        out.mkdir(parents=True)
+        self.engine.copy_to_parquet(sql, out, step="validate logs", compression=STAGE_COMPRESSION, per_thread=True)
+        shutil.rmtree(self.tmp / "mapped")
 
     def _stage_parquet(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
         path = literal(str(src.path))
@@ -212,7 +321,7 @@ class _Batch:
             relation = (f"SELECT file_row_number + 1 AS _line, NULL::VARCHAR AS _frame, NULL::VARCHAR AS _frame_detail, "
                         f"struct_pack({row}) AS _src FROM read_parquet({path}, file_row_number = true)")
             sql = validation_sql(table, relation, columns, raw="encode(to_json(_src))",
-                                 source_file=str(src.path), file_index=index)
+                                 source_file=literal(str(src.path)), pos=position(index))
             # One file per thread: a Parquet source is scanned in parallel and so is written.
             self.engine.copy_to_parquet(sql, out, step=f"validate {src.path}", compression=STAGE_COMPRESSION,
                                         per_thread=True)
@@ -226,18 +335,7 @@ class _Batch:
         frames = self._frame(readers.jsonl_chunks(src.path, step), readers.JSONL_SCHEMA, src, index)
         # Every value as text (strings unescaped) from one parse of the line.
         spec = literal(json.dumps({f.name: "VARCHAR" for f in table.fields}))
-        opens = f"starts_with(_text, '{{') OR starts_with(ltrim(_text, {WS}), '{{')"
-        relation = f"""
-            SELECT _line, _raw, _text, _j,
-              CASE WHEN _frame0 IS NOT NULL THEN _frame0
-                   WHEN NOT ({opens}) THEN CASE WHEN json_valid(_text) THEN 'not_an_object' ELSE 'malformed_json' END
-                   WHEN _j IS NULL THEN 'malformed_json' END AS _frame,
-              CASE WHEN _frame0 IS NOT NULL THEN _detail0
-                   WHEN NOT ({opens}) AND json_valid(_text) THEN 'a JSON value that is not an object: ' || {shown('_text')}
-                   WHEN _j IS NULL OR NOT ({opens}) THEN 'not valid JSON: ' || {shown('_text')} END AS _frame_detail
-            FROM (SELECT _line, _raw, _text, _frame AS _frame0, _frame_detail AS _detail0,
-                         TRY(from_json(_text, {spec})) AS _j
-                  FROM read_parquet({literal(str(frames))}) WHERE _text IS NULL OR NOT {blank('_text')})"""
+        relation = json_records_sql(frames, f"TRY(from_json(_text, {spec}))")
         columns = {f.name: Column(f"_j.{ident(f.name)}", json_type=f"json_type(_text, {literal('$.' + f.name)})")
                    for f in table.fields}
         # Keys the contract does not know, to list in the report. Listing them is all
@@ -247,7 +345,7 @@ class _Batch:
         extra = (f"CASE WHEN _frame IS NULL AND (_line <= 1000 OR _line % 64 = 0) "
                  f"THEN list_filter(json_keys(_text), k -> NOT list_contains({names}, k)) END")
         sql = validation_sql(table, relation, columns, raw="coalesce(_raw, encode(_text))",
-                             source_file=str(src.path), file_index=index, extra=extra)
+                             source_file=literal(str(src.path)), pos=position(index), extra=extra)
         self._validate(sql, out, src, frames)
         return set()  # extra keys vary by line: they are collected from _extra
 
@@ -259,20 +357,9 @@ class _Batch:
             for header, chunk in readers.csv_chunks(src.path, step):
                 yield chunk
         frames = self._frame(chunks(), readers.CSV_SCHEMA, src, index)
-        position: dict[str, int] = {}
-        for i, name in enumerate(header):
-            position.setdefault(name, i + 1)
-        n = len(header)
-        relation = f"""
-            SELECT _line, _raw, _fields,
-              CASE WHEN _frame0 IS NOT NULL THEN _frame0 WHEN len(_fields) <> {n} THEN 'malformed_csv' END AS _frame,
-              CASE WHEN _frame0 IS NOT NULL THEN _detail0
-                   WHEN len(_fields) <> {n} THEN 'expected {n} fields as in the header, got ' || len(_fields)
-              END AS _frame_detail
-            FROM (SELECT _line, _raw, _fields, _frame AS _frame0, _frame_detail AS _detail0
-                  FROM read_parquet({literal(str(frames))}) WHERE _fields IS NULL OR len(_fields) > 0)"""
-        columns = {f.name: Column(f"_fields[{position[f.name]}]") for f in table.fields if f.name in position}
-        sql = validation_sql(table, relation, columns, source_file=str(src.path), file_index=index)
+        columns = {f.name: Column(f"_fields[{i}]") for f in table.fields if (i := csv_columns(header).get(f.name))}
+        sql = validation_sql(table, csv_rows_sql(frames, len(header)), columns,
+                             source_file=literal(str(src.path)), pos=position(index))
         self._validate(sql, out, src, frames)
         return set(header) - set(table.names)
 
@@ -286,7 +373,9 @@ class _Batch:
         path.parent.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(path, schema, compression="lz4", use_dictionary=False, write_statistics=False) as w:
             for chunk in chunks:
-                w.write_table(chunk.select(schema.names).cast(schema), row_group_size=FRAME_ROWS)
+                average = max(1, chunk.nbytes // max(1, chunk.num_rows))
+                w.write_table(chunk.select(schema.names).cast(schema),
+                              row_group_size=max(64, min(FRAME_ROWS, FRAME_BYTES // average)))
         return path
 
     def _validate(self, sql: str, out: Path, src: Source, frames: Path) -> None:
@@ -294,12 +383,13 @@ class _Batch:
                                     per_thread=True)
         frames.unlink()
 
-    def _stage_failure(self, table: Table, src: Source, index: int, out: Path, detail: str) -> None:
+    def _stage_failure(self, table: Table, src: Source, index: int, out: Path, detail: str,
+                       reason: str = "unreadable_file") -> None:
         """One quarantine record standing for a whole file that could not be read."""
         cols = ", ".join(f"CAST(NULL AS {SQL_TYPES[f.kind]}) AS {ident(f.name)}" for f in table.fields)
         self.engine.copy_to_parquet(
             f"SELECT {cols}, {literal(str(src.path))} AS _source_file, CAST(NULL AS BIGINT) AS _source_line, "
-            f"CAST({index * POS_STRIDE} AS BIGINT) AS _pos, 'unreadable_file' AS _reason, {literal(detail)} AS _detail, "
+            f"{position(index, '0')} AS _pos, {literal(reason)} AS _reason, {literal(detail)} AS _detail, "
             f"CAST(NULL AS BLOB) AS _raw, CAST(NULL AS VARCHAR[]) AS _extra",
             out / "failed.parquet", step="stage unreadable file")
 
@@ -319,14 +409,25 @@ class _Batch:
         if staged := self._staged("events"):
             fields = ", ".join(ident(f.name) for f in EVENTS.fields)
             existing = parts_sql(manifest["events"], {"request_id": "VARCHAR"})
+            logs = (self.tmp / "stage" / "events" / "logs").is_dir()
+            good = "_reason IS NULL AND _skip IS NULL" if logs else "_reason IS NULL"
             # The staged rows are scanned twice, narrow then wide, rather than shared
             # through a CTE: the engine would materialize a shared CTE, every column of it.
-            queries["events"] = f"""
-                WITH firsts AS (SELECT request_id, min(_pos) AS _pos FROM ({staged}) WHERE _reason IS NULL
-                                GROUP BY request_id),
-                fresh AS (SELECT _pos FROM firsts f ANTI JOIN ({existing}) e ON f.request_id = e.request_id)
+            fresh = f"""
+                WITH firsts AS (SELECT request_id, min(_pos) AS _pos FROM ({staged}) WHERE {good} GROUP BY request_id),
+                fresh AS (SELECT _pos FROM firsts f ANTI JOIN ({existing}) e ON f.request_id = e.request_id)"""
+            queries["events"] = f"""{fresh}
                 SELECT {fields}, {batch} AS _batch_id, _source_file, _source_line
-                FROM ({staged}) g SEMI JOIN fresh USING (_pos) WHERE _reason IS NULL"""
+                FROM ({staged}) g SEMI JOIN fresh USING (_pos) WHERE {good}"""
+            # Reasoning blobs of the exchanges stored (workspace.REASONING_COLUMNS).
+            if logs and self.engine.rows(f"SELECT count(*) FROM ({staged}) WHERE len(_issued) + len(_replayed) > 0",
+                                         step="count reasoning blobs")[0][0]:
+                blobs = " UNION ALL ".join(f"""
+                    SELECT request_id, account_id, ts, '{direction}' AS direction, unnest(_{direction}) AS blob,
+                      {batch} AS _batch_id, _source_file, _source_line
+                    FROM ({staged}) g SEMI JOIN fresh USING (_pos) WHERE {good} AND len(_{direction}) > 0"""
+                                           for direction in ("issued", "replayed"))
+                queries["reasoning"] = f"{fresh} {blobs}"
         if staged := self._staged("accounts"):
             fields = ", ".join(ident(f.name) for f in ACCOUNTS.fields)
             current = current_accounts_sql(parts_sql(manifest["accounts"], stored_columns(ACCOUNTS)))
@@ -368,6 +469,12 @@ class _Batch:
                 f"SELECT _source_file, _reason, count(*) FROM ({staged}) WHERE _reason IS NOT NULL "
                 f"GROUP BY ALL ORDER BY 3 DESC, 2"):
             reasons.setdefault(path, {})[reason] = n
+        skips: dict[str, dict[str, int]] = {}
+        if table == "events" and (self.tmp / "stage" / "events" / "logs").is_dir():
+            for path, why, n in self.engine.rows(
+                    f"SELECT _source_file, _skip, count(*) FROM ({staged}) WHERE _skip IS NOT NULL "
+                    f"GROUP BY ALL ORDER BY 3 DESC, 2"):
+                skips.setdefault(path, {})[why] = n
         stored = {}
         if parts[table]:
             paths = ", ".join(literal(str(p)) for p in parts[table])
@@ -378,8 +485,10 @@ class _Batch:
                 out.append(f)
                 continue
             n, q, i = read.get(f.path, 0), sum(reasons.get(f.path, {}).values()), stored.get(f.path, 0)
+            k = sum(skips.get(f.path, {}).values())
             out.append(FileReport(f.path, f.format, f.bytes, f.fingerprint, rows_read=n, rows_ingested=i,
-                                  duplicates=n - q - i, quarantined=q, quarantine_reasons=reasons.get(f.path, {})))
+                                  duplicates=n - q - i - k, quarantined=q, quarantine_reasons=reasons.get(f.path, {}),
+                                  skipped_records=skips.get(f.path, {})))
         return out
 
     # --- commit ------------------------------------------------------------
@@ -422,7 +531,8 @@ def commit_manifest(engine: Engine, root: Path, batch_id: str, installed: list[t
         manifest = read_manifest(engine, root)
         views = {"events": parts_sql(manifest["events"], stored_columns(EVENTS)),
                  "account_versions": parts_sql(manifest["accounts"], stored_columns(ACCOUNTS)),
-                 "quarantine": parts_sql(manifest["quarantine"], QUARANTINE_COLUMNS)}
+                 "quarantine": parts_sql(manifest["quarantine"], QUARANTINE_COLUMNS),
+                 "reasoning": parts_sql(manifest["reasoning"], REASONING_COLUMNS)}
         views["accounts"] = current_accounts_sql("SELECT * FROM account_versions")
         for name, sql in views.items():
             engine.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}", step=f"create view {name}")

@@ -28,7 +28,6 @@ from distillguard.schema.quarantine import CODES, PRIORITY
 WS = "E' \\t\\n\\r\\x0b\\x0c'"  # ASCII white space
 SHOW_CHARS = 80  # values are shown this long in messages
 YEARS = (1970, 2100)  # timestamps outside these years are rejected
-POS_STRIDE = 1 << 40  # _pos = file index * POS_STRIDE + line: "first by file order, then line"
 
 SQL_TYPES = {"string": "VARCHAR", "text": "VARCHAR", "int": "BIGINT", "float": "DOUBLE",
              "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
@@ -53,6 +52,12 @@ NATIVE = {
 }
 # Parquet column types whose text is a faithful rendering of the value.
 TEXTUAL = NATIVE["int"] | NATIVE["float"] | NATIVE["bool"] | NATIVE["timestamp"] | {"VARCHAR"}
+
+
+def position(file_index: str | int, line: str = "_line", sub: str | int = 0) -> str:
+    """_pos, the order "first by file, then line, then exchange within the line" (a log
+    line may hold several exchanges) that first-wins de-duplication follows."""
+    return f"((CAST({file_index} AS HUGEINT) << 64) + (CAST({line} AS HUGEINT) << 24) + {sub})"
 
 
 def is_country(field: Field) -> bool:
@@ -222,12 +227,15 @@ def validation_sql(
     *,
     raw: str = "_raw",
     source_file: str,
-    file_index: int,
+    pos: str,
     extra: str = "NULL",
+    carry: tuple[str, ...] = (),
 ) -> str:
     """A query giving, per record of `relation`, the typed contract columns plus
     _source_file, _source_line, _pos (for first-wins order), _reason (NULL for a
     good row), _detail and _raw (rejected rows only), and _extra (extra keys).
+    source_file and pos are SQL (position() gives pos); carry names columns of the
+    relation passed through as they are.
 
     relation must provide _line, and _frame / _frame_detail: a reason code and
     message for problems found while framing the record (bad UTF-8, not JSON...),
@@ -245,8 +253,7 @@ def validation_sql(
     out = ", ".join(f"CAST({fs.value} AS {SQL_TYPES[fs.f.kind]}) AS {fs.value}" for fs in fields)
     return f"""
 SELECT {out},
-    {literal(source_file)} AS _source_file, _line AS _source_line,
-    CAST({file_index * POS_STRIDE} + _line AS BIGINT) AS _pos, _reason,
+    {source_file} AS _source_file, _line AS _source_line, {pos} AS _pos, _reason,{"".join(f" {ident(c)}," for c in carry)}
     CASE WHEN _frame IS NOT NULL THEN _frame_detail WHEN _reason IS NOT NULL THEN {detail} END AS _detail,
     CASE WHEN _reason IS NOT NULL THEN CAST({raw} AS BLOB) END AS _raw,
     CAST({extra} AS VARCHAR[]) AS _extra

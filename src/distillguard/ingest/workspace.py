@@ -5,6 +5,7 @@
       events/          <batch_id>-<n>.parquet   contract columns + lineage columns
       accounts/        <batch_id>-<n>.parquet   every version of an account row
       quarantine/      <batch_id>-<n>.parquet   rejected records (schema/quarantine.py)
+      reasoning/       <batch_id>-<n>.parquet   reasoning blobs issued and sent back, per exchange
       tmp/             staging and spill files of an ingest in progress
 
 Readers only ever read the parts listed in the manifest, never a folder listing:
@@ -29,7 +30,7 @@ from distillguard.schema import quarantine
 from distillguard.schema.contract import ACCOUNTS, CONTRACT_VERSION, EVENTS, Table
 
 CATALOG = "catalog.duckdb"
-DATA_TABLES = ("events", "accounts", "quarantine")
+DATA_TABLES = ("events", "accounts", "quarantine", "reasoning")
 # Added to stored events and accounts rows: which ingest stored the row, and from where.
 LINEAGE = {"_batch_id": "VARCHAR", "_source_file": "VARCHAR", "_source_line": "BIGINT"}
 
@@ -42,6 +43,10 @@ CREATE TABLE IF NOT EXISTS sources (
     batch_id VARCHAR, table_name VARCHAR, path VARCHAR, fingerprint VARCHAR, bytes BIGINT,
     rows_read BIGINT, rows_ingested BIGINT, duplicates BIGINT, quarantined BIGINT);
 """
+
+# The reasoning blobs (sha256) each stored exchange was issued or sent back (ingest/formats/jsonsql.py).
+REASONING_COLUMNS = {"request_id": "VARCHAR", "account_id": "VARCHAR", "ts": "TIMESTAMPTZ", "direction": "VARCHAR",
+                     "blob": "VARCHAR", **LINEAGE}
 
 _ARROW_SQL = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.binary(): "BLOB", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ"}
 QUARANTINE_COLUMNS = {f.name: _ARROW_SQL[f.type] for f in quarantine.SCHEMA}
@@ -122,6 +127,11 @@ class Workspace:
 
     def quarantine_sql(self) -> str:
         return parts_sql(self.parts["quarantine"], QUARANTINE_COLUMNS)
+
+    def reasoning_sql(self) -> str:
+        """Per stored exchange, the reasoning blobs it was issued (`direction` issued) and
+        sent back (replayed), as sha256: read from provider logs (docs/formats.md)."""
+        return parts_sql(self.parts["reasoning"], REASONING_COLUMNS)
 
     def counts(self) -> dict[str, int]:
         """events, accounts (distinct), quarantined, unknown_accounts, batches."""

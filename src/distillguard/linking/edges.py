@@ -6,7 +6,7 @@ near-duplicate prompt in the same time bucket); synchronized timing and shared r
 wording, each tested against what chance would give. Pairs are written once,
 src < dst. Identifiers of accounts are read from the accounts relation, those of
 exchanges (IPs, user agents, conversations) from the scan's events (`scan_events`,
-signals/request.py).
+signals/request.py), reasoning blobs from `scan_reasoning` (verdicts/scan.py).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ JOIN profiles a ON a.account_ix = p.src JOIN profiles b ON b.account_ix = p.dst"
 
 def identifier_values_sql(ident: Identifier, accounts_sql: str) -> str:
     """(account_id, value) for one identifier kind, restricted to the values that link."""
-    source = (f"(SELECT * FROM ({accounts_sql}) WHERE account_id IN (SELECT account_id FROM profiles))"
-              if ident.source == "accounts" else "scan_events")
+    source = {"accounts": f"(SELECT * FROM ({accounts_sql}) WHERE account_id IN (SELECT account_id FROM profiles))",
+              "events": "scan_events", "reasoning": "scan_reasoning"}[ident.source]
     return f"""
 SELECT account_id, value, count(*) OVER (PARTITION BY value) AS n FROM (
   SELECT DISTINCT account_id, ({ident.column})::VARCHAR AS value FROM {source}

@@ -16,7 +16,7 @@ from distillguard.signals.request import READ_BUCKET_SECONDS
 class Identifier:
     kind: str
     column: str      # a column (or SQL expression) of `source`
-    source: str      # accounts | events
+    source: str      # accounts | events | reasoning (the blobs of the scan's exchanges)
     weight: float
     decay: float
     max_accounts: int
@@ -97,8 +97,9 @@ def load_rules(path: str | Path | None = None) -> LinkRules:
     if not set(rules.anchors) <= known:
         raise RulesError(f"{where}: anchors must be identifier kinds or synchrony: {sorted(set(rules.anchors) - known)}")
     for i in identifiers:
-        if i.source not in ("accounts", "events"):
-            raise RulesError(f"{where}: identifier {i.kind}: source must be accounts or events, not {i.source!r}")
+        if i.source not in ("accounts", "events", "reasoning"):
+            raise RulesError(f"{where}: identifier {i.kind}: source must be accounts, events or reasoning, "
+                             f"not {i.source!r}")
         if i.weight <= 0 or i.decay < 0 or i.max_accounts < 2:
             raise RulesError(f"{where}: identifier {i.kind}: weight > 0, decay >= 0 and max_accounts >= 2 required")
     for co in coaction:

@@ -23,11 +23,15 @@ class Reason:
 # In priority order: a row's reason is the first of these that applies.
 REASONS: tuple[Reason, ...] = (
     Reason("unreadable_file", "The file could not be read at all (not Parquet, a broken footer, not gzip, no permission)."),
+    Reason("unknown_format", "`--format auto` cannot tell the file's format, or the format is not read from this kind of file."),
     Reason("truncated_file", "The file breaks off (a gzip stream cut short or damaged); rows before the break were kept."),
     Reason("bad_encoding", "The record is not valid UTF-8."),
     Reason("malformed_json", "The line is not valid JSON."),
     Reason("not_an_object", "The line is valid JSON but not an object."),
     Reason("malformed_csv", "The CSV record has the wrong number of fields or broken quoting."),
+    Reason("unrecognized_record", "The record is not one of the shapes its log format has (docs/formats.md)."),
+    Reason("ambiguous_batch_record", "A batch request or result whose custom_id occurs more than once on its side in this ingest."),
+    Reason("unpaired_batch_record", "A batch request with no result in this ingest, or a result with no request."),
     Reason("too_long", "The record, or a value in it, is longer than the contract allows (values are never truncated)."),
     Reason("missing_required", "A required field is absent, null or empty."),
     Reason("wrong_type", "A value cannot be converted to the field's type without loss."),

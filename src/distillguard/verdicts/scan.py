@@ -123,6 +123,7 @@ def scan(
     out: str | Path,
     *,
     input_fingerprint: str,
+    reasoning_sql: str | None = None,
     until: str | None = None,
     raw_ips: bool = False,
     progress: ProgressFn | None = None,
@@ -132,6 +133,8 @@ def scan(
     """Scan the events (relation SQL) with their accounts and write the verdicts into `out`.
 
     input_fingerprint names the input in the audit record (Workspace.fingerprint());
+    reasoning_sql gives the reasoning blobs of the exchanges (Workspace.reasoning_sql(),
+    from provider logs), which link accounts that carry on one conversation;
     raw_ips lets IP addresses out as they are instead of as keyed hashes (indicators.yaml).
     The indicator key comes from the environment (verdicts/keyed.py); without one the scan
     refuses to start."""
@@ -157,7 +160,8 @@ def scan(
 
             step("signals", lambda: build_signals(engine, events_sql, accounts_sql, until=until_sql))
             step("profiles", lambda: build_profiles(engine, accounts_sql))
-            step("linking", lambda: build_edges(engine, accounts_sql, rules))
+            step("linking", lambda: (_reasoning_view(engine, reasoning_sql, until_sql),
+                                     build_edges(engine, accounts_sql, rules)))
             step("communities", lambda: _communities(engine, rules.min_weight))
             calibration = step("scoring", lambda: _score(engine, terms))
             step("evidence", lambda: (build_verdict_tables(engine, calibration, terms, rules),
@@ -185,6 +189,15 @@ def scan(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return summary
+
+
+def _reasoning_view(engine: Engine, reasoning_sql: str | None, until_sql: str | None) -> None:
+    """`scan_reasoning`: (account_id, blob) of the blobs issued and sent back in the window."""
+    if reasoning_sql is None:
+        sql = "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS blob WHERE FALSE"
+    else:
+        sql = f"SELECT account_id, blob FROM ({reasoning_sql})" + (f" WHERE ts <= {until_sql}" if until_sql else "")
+    engine.execute(f"CREATE OR REPLACE TEMP VIEW scan_reasoning AS {sql}", step="linking: reasoning blobs")
 
 
 def _one(engine: Engine, sql: str) -> int:
