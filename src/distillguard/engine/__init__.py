@@ -158,12 +158,13 @@ class Engine:
     def copy_to_parquet(
         self, sql: str, path: str | Path, *, step: str = "write parquet",
         compression: str = "zstd", file_size_bytes: str | None = None, per_thread: bool = False,
+        row_group_bytes: str = "32MB",
     ) -> None:
         """Write a query to one Parquet file, or to a folder: of files of about
         file_size_bytes each, or of one file per thread (written in parallel)."""
         # Row groups are cut by bytes too: a row group is held in memory until written,
         # and 122,880 rows of long prompts would not fit a small memory limit.
-        options = ["FORMAT parquet", f"COMPRESSION {compression}", "ROW_GROUP_SIZE_BYTES '32MB'"]
+        options = ["FORMAT parquet", f"COMPRESSION {compression}", f"ROW_GROUP_SIZE_BYTES {literal(row_group_bytes)}"]
         if file_size_bytes:
             options.append(f"FILE_SIZE_BYTES {literal(file_size_bytes)}")
         if per_thread:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from distillguard.engine import Engine, EngineError, EngineLocked, ident, literal
 from distillguard.ingest import readers
 from distillguard.ingest.formats import AUTO, CHOICES, CONTRACT, detect, log_format
-from distillguard.ingest.formats.base import LogFormat, combined_sql, given, mapped_sql
+from distillguard.ingest.formats.base import LogFormat, combined_sql, exploded_sql, given, mapped_sql
 from distillguard.ingest.readers import Unreadable
 from distillguard.ingest.records import (csv_columns, csv_records_sql, csv_rows_sql, first_record,
                                          json_records_sql, jsonl_records_sql, parquet_records_sql)
@@ -290,9 +290,18 @@ class _Batch:
             records = parquet_records_sql(src.path, [name for name, *_ in described])
         out = self.tmp / "mapped" / f"{index:06d}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
+        exploded = None
+        if fmt.explode:  # one record, many exchanges: written out first (base.mapped_sql says why)
+            path = self.tmp / "exploded" / f"{index:06d}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.engine.copy_to_parquet(exploded_sql(fmt, records), path, step=f"explode {src.path}",
+                                        compression=STAGE_COMPRESSION, row_group_bytes=f"{FRAME_BYTES}B")
+            exploded = f"SELECT * FROM read_parquet({literal(str(path))})"
         self.engine.copy_to_parquet(
-            f"SELECT {index} AS _file, {literal(str(src.path))} AS _source_file, * FROM ({mapped_sql(fmt, records)})",
-            out, step=f"map {src.path}", compression=STAGE_COMPRESSION)
+            f"SELECT {index} AS _file, {literal(str(src.path))} AS _source_file, * "
+            f"FROM ({mapped_sql(fmt, records, exploded)})", out, step=f"map {src.path}", compression=STAGE_COMPRESSION)
+        if exploded:
+            path.unlink()
         if frames is not None:
             frames.unlink()
 

@@ -57,7 +57,7 @@ TEXTUAL = NATIVE["int"] | NATIVE["float"] | NATIVE["bool"] | NATIVE["timestamp"]
 def position(file_index: str | int, line: str = "_line", sub: str | int = 0) -> str:
     """_pos, the order "first by file, then line, then exchange within the line" (a log
     line may hold several exchanges) that first-wins de-duplication follows."""
-    return f"((CAST({file_index} AS HUGEINT) << 64) + (CAST({line} AS HUGEINT) << 24) + {sub})"
+    return f"((CAST({file_index} AS HUGEINT) << 64) + (CAST({line} AS HUGEINT) << 32) + {sub})"
 
 
 def is_country(field: Field) -> bool:

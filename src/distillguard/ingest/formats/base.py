@@ -57,12 +57,19 @@ class LogFormat:
             raise ValueError(f"format {self.name}: {sorted(unknown)} are not contract fields")
 
 
-def mapped_sql(fmt: LogFormat, records: str) -> str:
+def exploded_sql(fmt: LogFormat, records: str) -> str:
+    """records -> (_line, _sub, _text): the records that framed well, one row per exchange."""
+    valid = f"SELECT _line, _text FROM ({records}) WHERE _frame IS NULL"
+    return fmt.explode.format(records=valid) if fmt.explode else f"SELECT _line, 0::BIGINT AS _sub, _text FROM ({valid})"
+
+
+def mapped_sql(fmt: LogFormat, records: str, exploded: str | None = None) -> str:
     """records (_line, _text, _raw, _frame, _frame_detail; _text a JSON object where
     _frame is NULL) -> one mapped row per record (per exchange, for formats that explode).
-    Records that failed framing keep their frame problem and skip the mapping."""
-    valid = f"SELECT _line, _text FROM ({records}) WHERE _frame IS NULL"
-    exploded = fmt.explode.format(records=valid) if fmt.explode else f"SELECT _line, 0::BIGINT AS _sub, _text FROM ({valid})"
+    Records that failed framing keep their frame problem and skip the mapping. exploded:
+    exploded_sql() already written out (ingest does, for formats that explode: mapping
+    rows straight out of an unnest makes the engine hold far more)."""
+    exploded = exploded or exploded_sql(fmt, records)
     output = {"_role": fmt.role, "_key": fmt.key, "_note": fmt.note,
               **{f.name: fmt.fields.get(f.name, "NULL") for f in EVENTS.fields},
               "_issued": fmt.issued, "_replayed": fmt.replayed}

@@ -142,26 +142,39 @@ def _unwrapped(x: str) -> str:
             f"THEN json(json_extract_string({x}, '$')) ELSE {x} END)")
 
 
-_RESOURCE_SPANS = _unwrapped("coalesce(json_extract(_r, '$.resourceSpans'), json_extract(_r, '$.resource_spans'))")
-_SCOPE_SPANS = ("coalesce(json_extract(rs, '$.scopeSpans'), json_extract(rs, '$.scope_spans'), "
-                "json_extract(rs, '$.instrumentationLibrarySpans'), json_extract(rs, '$.instrumentation_library_spans'))")
-_SPAN_KEYS = "list_transform(" + items("json_extract(sp, '$.attributes')") + ", lambda a: json_extract_string(a, '$.key'))"
-# The span with its resource's attributes appended (those it does not set itself).
-_SPAN = (f"CASE WHEN json_type(sp) = 'OBJECT' THEN json_merge_patch(sp, json_object('attributes', to_json(list_concat("
-         f"{items(at('sp', '$.attributes'))}, "
-         f"list_filter({items(at('rs', '$.resource.attributes'))}, "
-         f"lambda ra: NOT coalesce(list_contains({_SPAN_KEYS}, json_extract_string(ra, '$.key')), false)))))) "
-         f"ELSE sp END")
+_RESOURCE_SPANS = _unwrapped("coalesce(json_extract(_export, '$.resourceSpans'), json_extract(_export, '$.resource_spans'))")
+
+
+def _indexed(lst: str) -> str:
+    """A list as {v: element, i: 0-based position}: one unnest gives both."""
+    return f"list_transform({lst}, lambda e, n: struct_pack(v := e, i := n - 1))"
+
+
+# One row per span: the resources of a line, then the spans of each resource (over its
+# scopes), each a single unnest. At each level the engine is given only columns computed at
+# the level before: a value computed beside an unnest is held once per row it unnests to,
+# and nested lambdas would copy a whole resource once per span. _sub numbers a span within
+# its line (resource << 24 | span). The span's text gets its resource's attributes as
+# `resourceAttributes`, appended as text (rebuilding the span as JSON costs far more).
+_RESOURCE_SPAN_LISTS = ("list_concat(list_concat(coalesce(json_extract(rs, '$.scopeSpans[*].spans[*]'), []), "
+                        "coalesce(json_extract(rs, '$.scope_spans[*].spans[*]'), [])), "
+                        "coalesce(json_extract(rs, '$.instrumentationLibrarySpans[*].spans[*]'), []))")
+_RESOURCES = f"""
+SELECT _line, u.v AS rs, u.i AS _r, json_extract(u.v, '$.resource.attributes') AS _ra
+FROM (SELECT _line, unnest({_indexed(items(_RESOURCE_SPANS))}) AS u
+      FROM (SELECT _line, json(_text) AS _export FROM ({{records}})))"""
 EXPLODE = f"""
-WITH src AS (SELECT _line, _text, json(_text) AS _r FROM ({{records}})),
-lists AS (
-  SELECT _line, _text, flatten(list_transform({items(_RESOURCE_SPANS)}, lambda rs: flatten(list_transform(
-    {items(_SCOPE_SPANS)}, lambda ss: list_transform({items("json_extract(ss, '$.spans')")}, lambda sp: {_SPAN}))))) AS _spans
-  FROM src)
-SELECT _line, (s._i - 1)::BIGINT AS _sub, s._t::VARCHAR AS _text
-FROM (SELECT _line, unnest(list_transform(_spans, lambda x, i: struct_pack(_i := i, _t := x))) AS s FROM lists)
+SELECT _line, ((_r << 24) + _k)::BIGINT AS _sub,
+  CASE WHEN json_type(sp) = 'OBJECT' AND _ra IS NOT NULL
+       THEN CASE WHEN sp::VARCHAR = '{{{{}}}}' THEN '{{{{' ELSE left(sp::VARCHAR, -1) || ',' END
+            || '"resourceAttributes":' || _ra::VARCHAR || '}}}}'
+       ELSE sp::VARCHAR END AS _text
+FROM (SELECT _line, _r, _ra, u.v AS sp, u.i AS _k
+      FROM (SELECT _line, _r, _ra, unnest({_indexed(_RESOURCE_SPAN_LISTS)}) AS u FROM ({_RESOURCES})))
 UNION ALL
-SELECT _line, 0::BIGINT AS _sub, _text FROM lists WHERE len(_spans) = 0"""
+-- A line with no spans comes through once, as itself (skipped as no_spans, or unrecognized).
+SELECT _line, 0::BIGINT, _text FROM (SELECT _line, _text, json(_text) AS _export FROM ({{records}}))
+WHERE NOT coalesce(list_bool_or(list_transform({items(_RESOURCE_SPANS)}, lambda rs: len({_RESOURCE_SPAN_LISTS}) > 0)), false)"""
 
 
 def _j(*paths: str) -> str:
@@ -208,7 +221,8 @@ def _body(x: str) -> str:
 
 LAYERS = (
     {"_kind": KIND,
-     "_kv0": (f"list_transform(list_filter({items(at('_j', '$.attributes'))}, "
+     "_kv0": (f"list_transform(list_filter(list_concat({items(at('_j', '$.attributes'))}, "
+              f"{items(at('_j', '$.resourceAttributes'))}), "
               f"lambda a: nullif(json_extract_string(a, '$.key'), '') IS NOT NULL), "
               f"lambda a: struct_pack(k := json_extract_string(a, '$.key'), v := {plain(at('a', '$.value'), 1)}))")},
     {"_keys": "list_transform(_kv0, lambda f: f.k)"},
@@ -255,7 +269,7 @@ def _fields() -> dict[str, str]:
     def pick(*sqls: str) -> str:
         return "coalesce(" + ", ".join(sqls) + ")"
 
-    first_out = "list_filter(_out, lambda m: " + message_text("m") + " IS NOT NULL)[1]"
+    first_out = "list_filter(list_transform(_out, lambda m: " + message_text("m") + "), lambda t: t IS NOT NULL)[1]"
     tool_index = ("len(list_distinct(list_filter(list_transform(_keys, lambda k: "
                   "regexp_extract(k, '^(llm\\.tools|llm\\.request\\.functions)\\.([0-9]+)\\.', 2)), lambda i: i <> ''))) ")
     return {
@@ -269,7 +283,7 @@ def _fields() -> dict[str, str]:
         "conversation_id": pick(atext("gen_ai.conversation.id", "session.id"), body["conversation_id"]),
         "system": ("nullif(concat_ws(chr(10) || chr(10), " + content_text(doc(attr("gen_ai.system_instructions")))
                    + ", " + texts_of("_in", SYSTEM) + "), '')"),
-        "response": pick(message_text(first_out), _string_of("_legacy_out"), result["response"],
+        "response": pick(first_out, _string_of("_legacy_out"), result["response"],
                          _string_of(attr("output.value"))),
         "input_tokens": pick(atext("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
                              result["input_tokens"]),
