@@ -271,13 +271,7 @@ class _Batch:
             frames = self._frame(readers.jsonl_chunks(src.path, step), readers.JSONL_SCHEMA, src, index)
             records = jsonl_records_sql(frames)
         elif src.format == "csv":
-            header: list[str] = []
-
-            def chunks():
-                nonlocal header
-                for header, chunk in readers.csv_chunks(src.path, step):
-                    yield chunk
-            frames = self._frame(chunks(), readers.CSV_SCHEMA, src, index)
+            frames, header = self._frame_csv(src, index, step)
             records = csv_records_sql(frames, header)
         else:
             try:
@@ -359,18 +353,22 @@ class _Batch:
         return set()  # extra keys vary by line: they are collected from _extra
 
     def _stage_csv(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
+        frames, header = self._frame_csv(src, index, step)
+        columns = {f.name: Column(f"_fields[{i}]") for f in table.fields if (i := csv_columns(header).get(f.name))}
+        sql = validation_sql(table, csv_rows_sql(frames, len(header)), columns,
+                             source_file=literal(str(src.path)), pos=position(index))
+        self._validate(sql, out, src, frames)
+        return set(header) - set(table.names)
+
+    def _frame_csv(self, src: Source, index: int, step) -> tuple[Path, list[str]]:
+        """A CSV file framed (_frame) and its header."""
         header: list[str] = []
 
         def chunks():
             nonlocal header
             for header, chunk in readers.csv_chunks(src.path, step):
                 yield chunk
-        frames = self._frame(chunks(), readers.CSV_SCHEMA, src, index)
-        columns = {f.name: Column(f"_fields[{i}]") for f in table.fields if (i := csv_columns(header).get(f.name))}
-        sql = validation_sql(table, csv_rows_sql(frames, len(header)), columns,
-                             source_file=literal(str(src.path)), pos=position(index))
-        self._validate(sql, out, src, frames)
-        return set(header) - set(table.names)
+        return self._frame(chunks(), readers.CSV_SCHEMA, src, index), header
 
     def _frame(self, chunks: Iterator[pa.Table], schema: pa.Schema, src: Source, index: int) -> Path:
         """Write a text file's records, framed, as Parquet for the engine to validate.

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
-from pathlib import Path
 
-import duckdb
+from log_helpers import FIXTURES, rows, sha
 
 from distillguard.ingest import Workspace, ingest
 
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "anthropic"
+LOGS = FIXTURES / "anthropic"
 SIG1 = "EqQBCkYIBxgCKkD" + "x7Rk" * 50 + "GAE="
 SIG2 = "EuoBCkYIBxgCKkB" + "p2Lm" * 50 + "GAE="
 REDACTED = "EmwKAhgBEgy3va3pzix/LafPsn4a" + "Zq0v" * 40
-
-
-def rows(sql: str) -> list[dict]:
-    rel = duckdb.sql(sql)
-    return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-
-
-def sha(blob: str) -> str:
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def test_a_messages_log_record_maps_every_field(ws):

@@ -11,33 +11,18 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
+from log_helpers import FIXTURES, rows, by_id, balanced
 
 from distillguard.ingest import Workspace, ingest
 from distillguard.ingest.formats import detect
-from distillguard.schema.contract import EVENTS
 
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "helicone"
+LOGS = FIXTURES / "helicone"
 REQUESTS, EXPORT_CSV = LOGS / "requests.jsonl", LOGS / "export.csv"
 SESSION = "c1f0a9b8-7e6d-4c5b-a493-8271605f4e3d"
 
 
-def rows(sql: str) -> list[dict]:
-    rel = duckdb.sql(sql)
-    return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-
-
-def by_id(ws: Path) -> dict[str, dict]:
-    return {r["request_id"]: {f: r[f] for f in EVENTS.names} for r in rows(Workspace(ws).events_sql())}
-
-
 def quarantined(ws: Path) -> dict[int, tuple[str, str]]:
     return {r["source_line"]: (r["reason"], r["detail"]) for r in rows(Workspace(ws).quarantine_sql())}
-
-
-def balanced(report) -> bool:
-    e = report.events
-    return e.rows_read == e.rows_ingested + e.duplicates + e.quarantined + sum(e.skipped_records.values())
 
 
 def test_an_openai_request_record_maps_every_field(ws):

@@ -10,38 +10,25 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from log_helpers import FIXTURES, rows, by_id, balanced
 
 from distillguard.ingest import Workspace, ingest
 from distillguard.ingest.formats import detect
 from distillguard.ingest.formats.langfuse import detect as is_langfuse
 
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "langfuse"
+LOGS = FIXTURES / "langfuse"
 TRACES, OBSERVATIONS = LOGS / "traces.jsonl", LOGS / "observations.jsonl"
 UTC = dt.timezone.utc
 # The Anthropic thinking block's signature issued in observations.jsonl line 4 and sent back on line 6.
 SIGNATURE = "EqQBCkYIBRgCKkBv3N2oXkq7cL0m1sZ4fT9uHj8aYwPqR5eVdCxGbN6tKsIh0MnZ2oUlE4rWyJ7vB1cF9pDgA3sQmT"
 
 
-def rows(sql: str) -> list[dict]:
-    rel = duckdb.sql(sql)
-    return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-
-
-def by_id(ws: Path) -> dict[str, dict]:
-    return {r["request_id"]: r for r in rows(Workspace(ws).events_sql())}
-
-
 def quarantined(ws: Path) -> dict[tuple[str, int], tuple[str, str]]:
     return {(Path(r["source_file"]).name, r["source_line"]): (r["reason"], r["detail"])
             for r in rows(Workspace(ws).quarantine_sql())}
-
-
-def balanced(report) -> bool:
-    return all(f.rows_read == f.rows_ingested + f.duplicates + f.quarantined + sum(f.skipped_records.values())
-               for f in report.events.file_reports)
 
 
 def test_a_generation_takes_the_user_and_session_of_its_trace_from_another_file(ws):

@@ -6,18 +6,16 @@ reasoning blobs, quarantine, detection and idempotence."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
+from log_helpers import FIXTURES, rows, by_id, sha, balanced
 
 from distillguard.ingest import Workspace, ingest
 from distillguard.ingest.formats import detect
-from distillguard.schema.contract import EVENTS
 
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "litellm"
+LOGS = FIXTURES / "litellm"
 SPEND_CSV, SPEND_JSONL = LOGS / "spend_logs.csv", LOGS / "spend_logs.jsonl"
 PAYLOADS = LOGS / "standard_logging_payload.jsonl"
 KEY1 = "5b7f1c0e9a3d4e2f8c6b1a0d9e8f7c6b5a4d3e2f1c0b9a8d7e6f5c4b3a2d1e0f"
@@ -25,26 +23,8 @@ KEY3 = "e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3"
 HASH_C = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"
 
 
-def rows(sql: str) -> list[dict]:
-    rel = duckdb.sql(sql)
-    return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-
-
-def by_id(ws: Path) -> dict[str, dict]:
-    return {r["request_id"]: {f: r[f] for f in EVENTS.names} for r in rows(Workspace(ws).events_sql())}
-
-
 def quarantined(ws: Path) -> dict[int, tuple[str, str]]:
     return {r["source_line"]: (r["reason"], r["detail"]) for r in rows(Workspace(ws).quarantine_sql())}
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def balanced(report) -> bool:
-    e = report.events
-    return e.rows_read == e.rows_ingested + e.duplicates + e.quarantined + sum(e.skipped_records.values())
 
 
 def test_a_spend_log_row_maps_every_field(ws):

@@ -7,21 +7,13 @@ import hashlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
+
+from log_helpers import FIXTURES, rows, by_id
 
 from distillguard.ingest import Workspace, ingest
 
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "openai"
-
-
-def rows(sql: str) -> list[dict]:
-    rel = duckdb.sql(sql)
-    return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-
-
-def by_id(ws: Path) -> dict[str, dict]:
-    return {r["request_id"]: r for r in rows(Workspace(ws).events_sql())}
+LOGS = FIXTURES / "openai"
 
 
 def quarantined(ws: Path) -> dict[int, tuple[str, str]]:

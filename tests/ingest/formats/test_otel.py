@@ -7,32 +7,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-import duckdb
 import pytest
+
+from log_helpers import FIXTURES, rows, by_id, balanced
 
 from distillguard.ingest import Workspace, ingest
 from distillguard.ingest.formats import detect
 from distillguard.ingest.formats.otel import FORMAT
 
-LOGS = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "otel"
-
-
-def rows(sql: str) -> list[dict]:
-    rel = duckdb.sql(sql)
-    return [dict(zip(rel.columns, r)) for r in rel.fetchall()]
-
-
-def by_id(ws: Path) -> dict[str, dict]:
-    return {r["request_id"]: r for r in rows(Workspace(ws).events_sql())}
+LOGS = FIXTURES / "otel"
 
 
 def quarantined(ws: Path) -> list[tuple[int, str, str]]:
     return sorted((int(r["source_line"]), r["reason"], r["detail"]) for r in rows(Workspace(ws).quarantine_sql()))
-
-
-def balanced(report) -> bool:
-    e = report.events
-    return e.rows_read == e.rows_ingested + e.duplicates + e.quarantined + sum(e.skipped_records.values())
 
 
 def test_a_genai_chat_span_maps_every_field(ws):

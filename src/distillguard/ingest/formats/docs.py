@@ -74,9 +74,10 @@ harvester that replays collected traces through fresh accounts does.
 Every mapping is SQL that the engine runs vectorized over the records: Python only cuts
 lines. Each document is parsed once into the paths a mapping reads (`from_json`), and a
 text file is handed to the engine in row groups of about 4 MB, so memory does not grow with
-the size of a file: a 1 GiB OpenAI Responses export (175,284 records carrying conversation
-histories) is ingested at 28 MiB/s with the engine capped at 1 GB, peak RSS 1.36 GiB, against
-1.28 GiB for a 64 MiB one (docs/benchmarks.md).
+the size of a file. With the engine capped at 1 GB (`--memory-limit 1GB`), a 1 GiB OpenAI
+Responses export (175,284 records carrying conversation histories) is ingested in 28 s with a
+peak RSS of 1.17 GiB, against 1.22 GiB for a 64 MiB one; OpenTelemetry spans need a 2 GB cap
+(1 GiB, 491,920 spans: 64 s, 1.40 GiB). Figures and commands: docs/benchmarks.md.
 """
 
 
