@@ -26,10 +26,9 @@ from typing import Any
 
 from distillguard.engine import ident, literal
 from distillguard.ingest.formats.jsonsql import hoist
-from distillguard.ingest.validate import position
+from distillguard.ingest.validate import position, shown
 from distillguard.schema.contract import EVENTS
 
-ROLES = ("exchange", "request", "response", "context", "skip", "unrecognized")
 # What a context record gives the exchanges that name it.
 CONTEXT_FIELDS = ("account_id", "conversation_id")
 
@@ -103,14 +102,15 @@ def combined_sql(mapped: str, fills: Mapping[str, str] | None = None) -> str:
     quarantined (unpaired_batch_record, ambiguous_batch_record), as is an unrecognized
     record. An exchange takes account_id and conversation_id from the context record its
     key names when it has none itself; then `fills` (field -> value, `ingest --fill`)
-    stand in for values still missing. Adds _pos (file, line, exchange within the
-    line: first-wins order), a request_id for records that have none (a hash of the record) and _skip (why a row is not an exchange; NULL for those that are)."""
+    stand in for values still missing. A record with no request_id of its own is named
+    by a hash of its bytes. Adds _pos (file, line, exchange within the line: first-wins
+    order) and _skip (why a row is not an exchange; NULL for those that are)."""
     fills = dict(fills or {})
     pos = position("_file", "_line", "_sub")
 
     def value(name: str) -> str:
         v = f"m.{ident(name)}"
-        if name == EVENTS.key:  # a record with no id of its own is named by its content: re-delivered, it is a duplicate
+        if name == EVENTS.key:  # named by its content, a re-delivered record is a duplicate
             v = f"coalesce({v}, 'sha256:' || left(sha256(m._raw), 32))"
         if name in CONTEXT_FIELDS:
             v = f"coalesce({v}, c.{ident(name)})"
@@ -121,7 +121,7 @@ def combined_sql(mapped: str, fills: Mapping[str, str] | None = None) -> str:
     context = ", ".join(f"arg_min({ident(n)}, _pos) FILTER (WHERE {ident(n)} IS NOT NULL) AS {ident(n)}"
                         for n in CONTEXT_FIELDS)
     paired = "h.requests = 1 AND h.responses = 1"
-    where = "'the ' || m._role || ' line with custom_id ' || {} || ' '".format(_quoted("m._key"))
+    where = f"'the ' || m._role || ' line with custom_id ' || coalesce({shown('m._key')}, '(none)') || ' '"
     # The mapped rows are read once per use rather than through one CTE, which the
     # engine could materialize whole: the halves and contexts read few columns of few rows.
     m = f"(SELECT *, {pos} AS _pos FROM ({mapped}))"
@@ -156,6 +156,3 @@ LEFT JOIN halves h ON m._role IN ('request', 'response') AND h._key IS NOT DISTI
 LEFT JOIN requests q ON m._role = 'response' AND q._key = m._key AND {paired}
 LEFT JOIN contexts c ON m._role = 'exchange' AND c._key = m._key"""
 
-
-def _quoted(sql: str) -> str:
-    return f"coalesce('\"' || left({sql}, 80) || '\"', '(none)')"

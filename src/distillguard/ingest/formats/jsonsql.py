@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-from distillguard.engine import literal
+from distillguard.engine import ident, literal
 
 # Parts and blocks whose text is the message's text (not images, tool calls or reasoning).
 TEXT_PARTS = ("text", "input_text", "output_text")
@@ -80,6 +80,13 @@ def hoist(stages: list[dict[str, str]]) -> list[dict[str, str]]:
         wanted[column] = [p for p in ps if not any(
             tuple(str(x).lower() for x in _steps(p)[:i]) in clashing for i in range(1, len(_steps(p)) + 1))]
     leaves = {c: {tuple(_steps(p)) for p in ps} for c, ps in wanted.items()}
+    # A value read both as a list ($.a[0]) and as an object ($.a.b) is read whole, and each path from it.
+    for column, paths in leaves.items():
+        kinds: dict[tuple, set[type]] = {}
+        for steps in paths:
+            for i in range(len(steps) - 1):
+                kinds.setdefault(steps[:i + 1], set()).add(type(steps[i + 1]))
+        paths |= {prefix for prefix, k in kinds.items() if len(k) > 1}
 
     def leaf_of(column: str, steps: tuple) -> tuple:
         """The shortest path read whole that this path is under (or is)."""
@@ -107,7 +114,7 @@ def hoist(stages: list[dict[str, str]]) -> list[dict[str, str]]:
 
     def access(column: str, steps: tuple) -> str:
         leaf = leaf_of(column, steps)
-        sql = ident_(f"{column}:doc") + "".join(f"[{s + 1}]" if isinstance(s, int) else f".{ident_(s)}" for s in leaf)
+        sql = ident(f"{column}:doc") + "".join(f"[{s + 1}]" if isinstance(s, int) else f".{ident(s)}" for s in leaf)
         if leaf != steps:  # under a path read whole: read from that value
             rest = "$" + "".join(f"[{s}]" if isinstance(s, int) else f".{json_quote(s)}" for s in steps[len(leaf):])
             sql = f"json_extract({sql}, {literal(rest)})"
@@ -136,10 +143,6 @@ def hoist(stages: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def json_quote(key: str) -> str:
     return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def ident_(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def let(value: str, name: str, body: str) -> str:
