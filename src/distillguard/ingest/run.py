@@ -253,7 +253,9 @@ class _Batch:
             record = first_record(src)
             name = detect(record) if record is not None else None
             if name is None:
-                keys = ", ".join(list(record)[:12]) if record else "none: the file holds no JSON object or row"
+                # Keys are the file's text: shown escaped and cut short.
+                keys = ", ".join(repr(k)[:40] for k in list(record)[:12]) if record else \
+                    "none: the file holds no JSON object or row"
                 raise Unreadable(f"--format auto cannot tell what format this file is in (the first record's keys: "
                                  f"{keys}); name it with --format", reason="unknown_format")
             if name == CONTRACT:
