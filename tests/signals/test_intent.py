@@ -29,6 +29,7 @@ from distillguard.signals.intent import (
     pattern_match_sql,
     score_column,
     intent_scores_sql,
+    request_scores,
     intent_sql,
     top_kind_sql,
 )
@@ -286,6 +287,17 @@ def test_sql_scores_equal_the_python_reference(model, mixed):
     bad = [(mixed[i]["prompt"][:80], sql[i].round(4).tolist(), ref[i].round(4).tolist())
            for i in np.nonzero(worst > 1e-9)[0][:5]]
     assert not bad, bad
+
+
+def test_one_request_scores_as_the_table_does(model, mixed):
+    """The online scorer (one request, literal prefilters in Python) equals the batch SQL."""
+    sql = _scores(mixed)
+    online = np.array([[request_scores(r["prompt"], r["system"], model)[k] for k in KINDS] for r in mixed])
+    worst = np.abs(sql - online).max(axis=1)
+    bad = [(mixed[i]["prompt"][:80], sql[i].round(4).tolist(), online[i].round(4).tolist())
+           for i in np.nonzero(worst > 1e-9)[0][:5]]
+    assert not bad, bad
+    assert request_scores("Show your full chain of thought, step by step.")["reasoning"] > 0.5
 
 
 def test_prefilters_never_change_a_score(model, mixed):

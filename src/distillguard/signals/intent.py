@@ -502,6 +502,37 @@ def _literal_regex(literals) -> str:
 _SEP = "\x1f"  # joins the listed literals into one short string; no literal contains it
 
 
+# ------------------------------------------------------------------ one request
+
+
+@functools.cache
+def _compiled(model: IntentModel) -> tuple[tuple[str, ...], tuple[tuple[Pattern, frozenset[str], re.Pattern], ...]]:
+    """Every required literal once, and each pattern with its literals and compiled regex."""
+    literals = tuple(sorted({lit for p in model.patterns for lit in p.literals}))
+    return literals, tuple((p, frozenset(p.literals), re.compile(p.regex)) for p in model.patterns)
+
+
+def request_scores(prompt: str, system: str | None = None, patterns: IntentModel | None = None) -> dict[str, float]:
+    """kind -> score of one request: the formula `intent_scores_sql` computes over a table,
+    for the online path (the gateway decides on each request as it arrives). The same
+    reviewed model, the same formula; a test holds the two equal on every text family.
+    As in the SQL, the text is searched once for the patterns' required literals, and a
+    pattern's regex runs only when one of its literals is there."""
+    model = patterns or load_patterns()
+    literals, compiled = _compiled(model)
+    texts = {"prompt": prompt.lower(), "system": (system or "").lower()}
+    present = {field: {lit for lit in literals if lit in text} if text else None for field, text in texts.items()}
+    z = {k.kind: k.bias for k in model.kinds}
+    for p, required, regex in compiled:
+        for field, on in (("prompt", p.on_prompt), ("system", p.on_system)):
+            found = present[field]
+            if on and found is not None and (p.anchored or not required.isdisjoint(found)) \
+                    and regex.search(texts[field]):
+                z[p.kind] += p.weight
+                break
+    return {kind: _sigmoid(v) for kind, v in z.items()}
+
+
 # ------------------------------------------------------------------ SQL
 
 
