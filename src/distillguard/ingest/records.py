@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from distillguard.engine import literal
+from distillguard.engine import ident, literal
 from distillguard.ingest import readers
 from distillguard.ingest.readers import Unreadable
 from distillguard.ingest.sources import Source
@@ -75,17 +75,19 @@ def csv_records_sql(frames: Path, header: list[str]) -> str:
         FROM ({csv_rows_sql(frames, len(header))})"""
 
 
+def parquet_rows_sql(path: Path, columns: list[str]) -> str:
+    """A Parquet file's rows: _line (the row number, from 1) and _src, a struct of its columns."""
+    row = ", ".join(f"{ident(c)} := {ident(c)}" for c in columns)
+    return (f"SELECT file_row_number + 1 AS _line, struct_pack({row}) AS _src "
+            f"FROM read_parquet({literal(str(path))}, file_row_number = true)")
+
+
 def parquet_records_sql(path: Path, columns: list[str]) -> str:
-    """Parquet rows as the JSON objects their columns render to (lines are row numbers)."""
-    row = ", ".join(f"{_quoted(c)} := {_quoted(c)}" for c in columns)
+    """Parquet rows as the JSON objects their columns render to."""
     return f"""
-        SELECT file_row_number + 1 AS _line, NULL::BLOB AS _raw, to_json(struct_pack({row}))::VARCHAR AS _text,
+        SELECT _line, NULL::BLOB AS _raw, to_json(_src)::VARCHAR AS _text,
           NULL::VARCHAR AS _frame, NULL::VARCHAR AS _frame_detail
-        FROM read_parquet({literal(str(path))}, file_row_number = true)"""
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+        FROM ({parquet_rows_sql(path, columns)})"""
 
 
 def first_record(src: Source) -> dict[str, Any] | None:

@@ -35,7 +35,7 @@ from distillguard.ingest.formats import AUTO, CHOICES, CONTRACT, detect, log_for
 from distillguard.ingest.formats.base import LogFormat, combined_sql, exploded_sql, given, mapped_sql
 from distillguard.ingest.readers import Unreadable
 from distillguard.ingest.records import (csv_columns, csv_records_sql, csv_rows_sql, first_record,
-                                         json_records_sql, jsonl_records_sql, parquet_records_sql)
+                                         json_records_sql, jsonl_records_sql, parquet_records_sql, parquet_rows_sql)
 from distillguard.ingest.report import FileReport, IngestReport, TableReport
 from distillguard.ingest.sources import IngestError, Source, expand, fingerprint
 from distillguard.ingest.validate import SQL_TYPES, Column, position, validation_sql
@@ -276,14 +276,7 @@ class _Batch:
             frames, header = self._frame_csv(src, index, step)
             records = csv_records_sql(frames, header)
         else:
-            try:
-                described = self.engine.rows(f"DESCRIBE SELECT * FROM read_parquet({literal(str(src.path))})",
-                                             step=f"read {src.path}")
-            except EngineError as e:
-                if not e.input_error:
-                    raise
-                raise Unreadable(f"cannot read the Parquet file: {_first_line(e.cause)}") from e
-            records = parquet_records_sql(src.path, [name for name, *_ in described])
+            records = parquet_records_sql(src.path, list(self._parquet_types(src)))
         out = self.tmp / "mapped" / f"{index:06d}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         exploded = None
@@ -316,15 +309,23 @@ class _Batch:
         self.engine.copy_to_parquet(sql, out, step="validate logs", compression=STAGE_COMPRESSION, per_thread=True)
         shutil.rmtree(self.tmp / "mapped")
 
-    def _stage_parquet(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
-        path = literal(str(src.path))
+    def _parquet_types(self, src: Source) -> dict[str, str]:
+        """Column -> type of a Parquet file; Unreadable when it is not one."""
         try:
-            described = self.engine.rows(f"DESCRIBE SELECT * FROM read_parquet({path})", step=f"read {src.path}")
-            types = {name: typ for name, typ, *_ in described}
+            described = self.engine.rows(f"DESCRIBE SELECT * FROM read_parquet({literal(str(src.path))})",
+                                         step=f"read {src.path}")
+        except EngineError as e:
+            if not e.input_error:
+                raise
+            raise Unreadable(f"cannot read the Parquet file: {_first_line(e.cause)}") from e
+        return {name: typ for name, typ, *_ in described}
+
+    def _stage_parquet(self, table: Table, src: Source, index: int, out: Path, step) -> set[str]:
+        types = self._parquet_types(src)
+        try:
             columns = {f.name: Column(f"_src.{ident(f.name)}", types[f.name]) for f in table.fields if f.name in types}
-            row = ", ".join(f"{ident(c)} := {ident(c)}" for c in types)
-            relation = (f"SELECT file_row_number + 1 AS _line, NULL::VARCHAR AS _frame, NULL::VARCHAR AS _frame_detail, "
-                        f"struct_pack({row}) AS _src FROM read_parquet({path}, file_row_number = true)")
+            relation = (f"SELECT _line, NULL::VARCHAR AS _frame, NULL::VARCHAR AS _frame_detail, _src "
+                        f"FROM ({parquet_rows_sql(src.path, list(types))})")
             sql = validation_sql(table, relation, columns, raw="encode(to_json(_src))",
                                  source_file=literal(str(src.path)), pos=position(index))
             # One file per thread: a Parquet source is scanned in parallel and so is written.

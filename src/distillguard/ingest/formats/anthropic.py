@@ -20,10 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from distillguard.ingest.formats.base import LogFormat
-from distillguard.ingest.formats.chat import issued_blobs, merged, messages, request_fields, response_fields
-from distillguard.ingest.formats.openai import envelope_fields
-from distillguard.ingest.formats.jsonsql import field, reasoning_blobs
+from distillguard.ingest.formats.provider import provider_log
 
 
 def detect(record: Mapping[str, Any]) -> bool:
@@ -33,41 +30,22 @@ def detect(record: Mapping[str, Any]) -> bool:
     return isinstance(response, dict) and response.get("type") in ("message", "error")
 
 
-KIND = """CASE WHEN json_extract(_j, '$.custom_id') IS NOT NULL AND json_extract(_j, '$.params') IS NOT NULL THEN 'batch_request'
-  WHEN json_extract(_j, '$.custom_id') IS NOT NULL AND json_extract(_j, '$.result') IS NOT NULL THEN 'batch_result'
-  WHEN coalesce(json_extract(_j, '$.request'), json_extract(_j, '$.request_body'), json_extract(_j, '$.response'), json_extract(_j, '$.response_body')) IS NOT NULL THEN 'log'
-END"""
-
 RESULT_STATUS = """CASE json_extract_string(_j, '$.result.type') WHEN 'succeeded' THEN NULL
   WHEN 'errored' THEN CASE WHEN json_extract_string(_j, '$.result.error.error.type') = 'rate_limit_error'
                             OR json_extract_string(_j, '$.result.error.type') = 'rate_limit_error' THEN 'rate_limited' ELSE 'error' END
   WHEN 'canceled' THEN 'error' WHEN 'expired' THEN 'error' END"""
 
-FORMAT = LogFormat(
+FORMAT = provider_log(
     name="anthropic",
     title="Anthropic Messages logs, Message Batches requests and results",
     about=__doc__.split("\n\n", 1)[1],
     detect=detect,
-    layers=(
-        {"_kind": KIND},
-        {"_req": f"CASE _kind WHEN 'batch_request' THEN {field('_j', '$.params')} "
-                 f"WHEN 'log' THEN {field('_j', '$.request', '$.request_body')} END",
-         "_resp": f"CASE _kind WHEN 'batch_result' THEN {field('_j', '$.result.message')} "
-                  f"WHEN 'log' THEN {field('_j', '$.response', '$.response_body')} END"},
-        {"_msgs": messages("_req")},
-    ),
-    role="CASE _kind WHEN 'batch_request' THEN 'request' WHEN 'batch_result' THEN 'response' "
-         "WHEN 'log' THEN 'exchange' ELSE 'unrecognized' END",
-    key="json_extract_string(_j, '$.custom_id')",
-    note="'not an Anthropic log record: expected request and response objects, or a Message Batches request or result'",
-    fields=merged(
-        envelope_fields("_j"),
-        {"status": f"CASE WHEN _kind = 'batch_result' THEN {RESULT_STATUS} END"},
-        request_fields("_req", "_msgs"),
-        response_fields("_resp"),
-    ),
-    issued=issued_blobs("_resp"),
-    replayed=reasoning_blobs("_msgs"),
+    batch_body="$.params",
+    batch_result=("$.result",),
+    result_body="$.result.message",
+    note="not an Anthropic log record: expected request and response objects, or a Message Batches request or result",
+    first={"status": f"CASE WHEN _kind = 'batch_result' THEN {RESULT_STATUS} END"},
+    last={},
     sources={
         "request_id": "`request_id` at the top level; the message's `id` (`msg_...`); else a hash of the record",
         "ts": "`ts` / `timestamp` / `created_at` at the top level (RFC 3339 or Unix seconds); batch results carry none (`--fill ts=...`)",

@@ -76,8 +76,8 @@ lines. Each document is parsed once into the paths a mapping reads (`from_json`)
 text file is handed to the engine in row groups of about 4 MB, so memory does not grow with
 the size of a file. With the engine capped at 1 GB (`--memory-limit 1GB`), a 1 GiB OpenAI
 Responses export (175,284 records carrying conversation histories) is ingested in 28 s with a
-peak RSS of 1.17 GiB, against 1.22 GiB for a 64 MiB one; OpenTelemetry spans need a 2 GB cap
-(1 GiB, 491,920 spans: 64 s, 1.40 GiB). Figures and commands: docs/benchmarks.md.
+peak RSS of 1,169 MiB, against 1,222 MiB for a 64 MiB one; OpenTelemetry spans need a 2 GB cap
+(1 GiB, 491,920 spans: 64 s, 1,435 MiB). Figures and commands: docs/benchmarks.md.
 """
 
 

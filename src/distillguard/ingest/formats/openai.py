@@ -20,18 +20,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from distillguard.ingest.formats.base import LogFormat
-from distillguard.ingest.formats.chat import (http_status, issued_blobs, merged, messages, request_fields,
-                                              response_fields)
-from distillguard.ingest.formats.jsonsql import field, reasoning_blobs, scalar, text, time_text
-from distillguard.schema.contract import EVENTS
-
-
-def envelope_fields(j: str) -> dict[str, str]:
-    """Contract fields a log record carries at its top level (they win over the bodies')."""
-    fields = {f.name: scalar(j, f"$.{f.name}") for f in EVENTS.fields}
-    fields["ts"] = time_text(scalar(j, "$.ts", "$.timestamp", "$.created_at"))
-    return fields
+from distillguard.ingest.formats.chat import http_status
+from distillguard.ingest.formats.jsonsql import text
+from distillguard.ingest.formats.provider import provider_log
 
 
 def _is(record: Mapping[str, Any], *keys: str) -> bool:
@@ -48,38 +39,18 @@ def detect(record: Mapping[str, Any]) -> bool:
     return False
 
 
-KIND = """CASE WHEN json_extract(_j, '$.custom_id') IS NOT NULL AND json_extract(_j, '$.body') IS NOT NULL THEN 'batch_request'
-  WHEN json_extract(_j, '$.custom_id') IS NOT NULL AND (json_extract(_j, '$.response') IS NOT NULL OR json_extract(_j, '$.error') IS NOT NULL) THEN 'batch_result'
-  WHEN coalesce(json_extract(_j, '$.request'), json_extract(_j, '$.request_body'), json_extract(_j, '$.response'), json_extract(_j, '$.response_body')) IS NOT NULL THEN 'log'
-END"""
-
-FORMAT = LogFormat(
+FORMAT = provider_log(
     name="openai",
     title="OpenAI Chat Completions and Responses logs, Batch API input and output",
     about=__doc__.split("\n\n", 1)[1],
     detect=detect,
-    layers=(
-        {"_kind": KIND},
-        {"_req": f"CASE _kind WHEN 'batch_request' THEN {field('_j', '$.body')} "
-                 f"WHEN 'log' THEN {field('_j', '$.request', '$.request_body')} END",
-         "_resp": f"CASE _kind WHEN 'batch_result' THEN {field('_j', '$.response.body')} "
-                  f"WHEN 'log' THEN {field('_j', '$.response', '$.response_body')} END"},
-        {"_msgs": messages("_req")},
-    ),
-    role="CASE _kind WHEN 'batch_request' THEN 'request' WHEN 'batch_result' THEN 'response' "
-         "WHEN 'log' THEN 'exchange' ELSE 'unrecognized' END",
-    key="json_extract_string(_j, '$.custom_id')",
-    note="'not an OpenAI log record: expected request and response objects, or a Batch API input or output line'",
-    fields=merged(
-        envelope_fields("_j"),
-        {"status": f"coalesce({http_status(text('_j', '$.response.status_code', '$.status_code'))}, "
-                   f"CASE WHEN _kind = 'batch_result' AND _resp IS NULL THEN 'error' END)"},
-        request_fields("_req", "_msgs"),
-        response_fields("_resp"),
-        {"request_id": text("_j", "$.response.request_id", "$.id")},
-        ),
-    issued=issued_blobs("_resp"),
-    replayed=reasoning_blobs("_msgs"),
+    batch_body="$.body",
+    batch_result=("$.response", "$.error"),
+    result_body="$.response.body",
+    note="not an OpenAI log record: expected request and response objects, or a Batch API input or output line",
+    first={"status": f"coalesce({http_status(text('_j', '$.response.status_code', '$.status_code'))}, "
+                     f"CASE WHEN _kind = 'batch_result' AND _resp IS NULL THEN 'error' END)"},
+    last={"request_id": text("_j", "$.response.request_id", "$.id")},
     sources={
         "request_id": "`request_id` at the top level; the response's `id` (`chatcmpl-...`, `resp_...`); a batch result's `response.request_id` or `id`; else a hash of the record",
         "ts": "`ts` / `timestamp` / `created_at` at the top level (RFC 3339 or Unix seconds); the response's `created` (Chat) or `created_at` (Responses)",
