@@ -42,7 +42,7 @@ bench-quick: $(STAMP)
 # Refresh the hash-pinned lock after changing a version range in pyproject.toml.
 lock:
 	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --override requirements-overrides.txt --python-version 3.11 --generate-hashes --no-header -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra bench --extra litellm --override requirements-overrides.txt --python-version 3.11 --generate-hashes --no-header -o requirements.lock
 
 # Regenerate the docs that are generated from code.
 docs: $(STAMP)

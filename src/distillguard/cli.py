@@ -100,7 +100,10 @@ def _print_world(world: dict, out: Path) -> None:
 def _print_ingest(report) -> None:
     table = Table("table", "files", "rows read", "ingested", "duplicates", "quarantined", "not exchanges",
                   title="ingested")
-    for name, r in (("events", report.events), ("accounts", report.accounts)):
+    tables = [("events", report.events), ("accounts", report.accounts)]
+    if report.decisions.files or report.decisions.skipped_files:
+        tables.append(("decisions", report.decisions))
+    for name, r in tables:
         table.add_row(name, f"{r.files:,}", f"{r.rows_read:,}", f"{r.rows_ingested:,}", f"{r.duplicates:,}",
                       f"{r.quarantined:,}", f"{sum(r.skipped_records.values()):,}")
     console.print(table)
@@ -110,14 +113,14 @@ def _print_ingest(report) -> None:
     if report.events.skipped_records:
         console.print("log records that hold no exchange (counted, not stored): " + escape(", ".join(
             f"{code} {n:,}" for code, n in report.events.skipped_records.items())))
-    reasons = [(name, code, n) for name, r in (("events", report.events), ("accounts", report.accounts))
+    reasons = [(name, code, n) for name, r in tables
                for code, n in sorted(r.quarantine_reasons.items(), key=lambda kv: -kv[1])]
     if reasons:
         q = Table("table", "reason", "rows", title="quarantined rows (kept in the workspace with file and line)")
         for name, code, n in reasons:
             q.add_row(name, escape(code), f"{n:,}")
         console.print(q)
-    for name, r in (("events", report.events), ("accounts", report.accounts)):
+    for name, r in tables:
         if r.skipped_files:
             console.print(f"{name}: {r.skipped_files:,} file(s) skipped, already ingested (same content)")
         if r.ignored_columns:
@@ -140,6 +143,7 @@ _FILL = Annotated[Optional[list[str]], typer.Option(
 def ingest(
     events: Annotated[Optional[list[str]], typer.Option(help="Events: a Parquet, JSON Lines or CSV file, a folder or a glob. Repeatable.")] = None,
     accounts: Annotated[Optional[list[str]], typer.Option(help="Accounts: a file, a folder or a glob. Repeatable.")] = None,
+    decisions: Annotated[Optional[list[str]], typer.Option(help="The gateway's decision log: a file, a folder or a glob. Repeatable.")] = None,
     workspace: Annotated[Path, typer.Option(help="Workspace folder (DuckDB catalog plus Parquet).")] = Path(".distillguard"),
     log_format: _FORMAT = "contract",
     fill: _FILL = None,
@@ -153,11 +157,12 @@ def ingest(
     from distillguard.ingest import IngestError
     from distillguard.ingest import ingest as run
 
-    if not events and not accounts:
-        raise typer.BadParameter("give --events and/or --accounts")
+    if not events and not accounts and not decisions:
+        raise typer.BadParameter("give --events, --accounts and/or --decisions")
     # An engine error (e.g. an unusable --memory-limit) leaves the workspace as it was.
     with _errors_as_messages(IngestError):
-        report = _ingest_with_progress(run, events or [], accounts or [], workspace, log_format=log_format,
+        report = _ingest_with_progress(run, events or [], accounts or [], workspace, decisions=decisions or [],
+                                       log_format=log_format,
                                        fills=_fills(fill), memory_limit=memory_limit, threads=threads)
     _print_ingest(report)
 
@@ -242,7 +247,7 @@ def _scan_with_progress(ws, out: Path, until: Optional[str], memory_limit, threa
             bar.update(task, completed=done, total=total, description=f"scanning: {step}")
 
         return run_scan(ws.events_sql(), ws.accounts_sql(), out, input_fingerprint=ws.fingerprint(),
-                        reasoning_sql=ws.reasoning_sql(), until=until,
+                        reasoning_sql=ws.reasoning_sql(), decisions_sql=ws.decisions_sql(), until=until,
                         raw_ips=raw_ips, progress=update, memory_limit=memory_limit, threads=threads)
 
 
@@ -476,6 +481,102 @@ def formats() -> None:
     from distillguard.ingest.formats.docs import render
 
     typer.echo(render(), nl=False)
+
+
+
+_REDIS_URL = Annotated[Optional[str], typer.Option(
+    "--redis", envvar="DISTILLGUARD_GATEWAY_REDIS", metavar="URL",
+    help="Redis URL, e.g. redis://127.0.0.1:6379/0; a password is better kept in the env var than in argv.")]
+_PREFIX = Annotated[str, typer.Option(envvar="DISTILLGUARD_GATEWAY_PREFIX",
+                                      help="Key prefix in Redis; keep the {braces}: one hash slot on a cluster.")]
+
+
+@app.command()
+def publish(
+    scan_dir: _SCAN_DIR,
+    to: Annotated[Optional[Path], typer.Option(help="Folder store the gateway reads (serve gateway --verdicts).")] = None,
+    redis: _REDIS_URL = None,
+    prefix: _PREFIX = "{dg}:",
+) -> None:
+    """Publish a scan's verdicts for the gateway, as a new version, into a folder store and/or Redis."""
+    if to is None and redis is None:
+        err.print("[red]error:[/] give --to FOLDER, --redis URL or both")
+        raise typer.Exit(2)
+    from redis import RedisError
+
+    from distillguard.gateway.verdicts import publish as publish_folder, publish_redis
+
+    with _errors_as_messages(ValueError, OSError, RedisError):
+        if to is not None:
+            version = publish_folder(scan_dir, to)
+            console.print(f"published verdicts {escape(version)} to {escape(str(to))}")
+        if redis is not None:
+            import redis as redis_py
+
+            client = redis_py.Redis.from_url(redis, socket_timeout=10, socket_connect_timeout=5)
+            try:
+                version = publish_redis(scan_dir, client, prefix)
+            finally:
+                client.close()
+            console.print(f"published verdicts {escape(version)} to Redis under {escape(prefix)}")
+
+
+serve_app = typer.Typer(help="Run a distillguard service.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("gateway")
+def serve_gateway(
+    verdicts: Annotated[Optional[Path], typer.Option(
+        envvar="DISTILLGUARD_GATEWAY_VERDICTS",
+        help="Folder store of published verdicts (distillguard publish --to), read in the process.")] = None,
+    redis: _REDIS_URL = None,
+    prefix: _PREFIX = "{dg}:",
+    policy: Annotated[Optional[Path], typer.Option(envvar="DISTILLGUARD_GATEWAY_POLICY",
+                                                   help="Policy file (default: the shipped policy.yaml).")] = None,
+    fail: Annotated[str, typer.Option(envvar="DISTILLGUARD_GATEWAY_FAIL",
+                                      help="While the state is unavailable: open (allow, alert) or closed (throttle).")] = "open",
+    log_dir: Annotated[Optional[Path], typer.Option(envvar="DISTILLGUARD_GATEWAY_LOG_DIR",
+                                                    help="Folder for the decision log (JSON Lines).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8787,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes (each with its own in-process state: "
+                                                     "use --redis to share windows across them).")] = 1,
+) -> None:
+    """The decision gateway over HTTP: POST /decide, GET /health, GET /metrics. Callers send
+    Authorization: Bearer $DISTILLGUARD_GATEWAY_TOKEN."""
+    import os
+
+    import uvicorn
+
+    from distillguard.gateway.decide import Gateway
+    from distillguard.gateway.service import ENV, create_app, gateway_token, probe
+
+    if verdicts is not None and redis is not None:
+        err.print("[red]error:[/] give --verdicts or --redis, not both (publish --redis puts the verdicts in Redis)")
+        raise typer.Exit(2)
+    settings = {"verdicts": verdicts, "redis": redis, "prefix": prefix, "policy": policy, "fail": fail,
+                "log_dir": log_dir}
+    with _errors_as_messages():
+        token = gateway_token()
+        if verdicts is not None and not verdicts.is_dir():
+            raise ValueError(f"{verdicts}: no such folder (distillguard publish SCAN --to {verdicts} makes it)")
+        # Built here whatever the workers, so that a bad setting is one line now, not a worker's traceback.
+        gateway = Gateway.open(verdicts=verdicts, redis_url=redis, policy=policy, fail=fail,
+                               log_dir=log_dir if workers == 1 else None, prefix=prefix)
+    state, version = probe(gateway)
+    err.print(f"gateway on http://{escape(host)}:{port}: verdicts {escape(version or 'none published')}, "
+              f"policy {gateway.policy.version}, state {state}, fail {fail}, {workers} worker(s)")
+    if workers == 1:
+        uvicorn.run(create_app(gateway, token=token), host=host, port=port)
+        return
+    gateway.close()
+    for name, value in settings.items():  # what each worker's app_from_env reads
+        if value is None:
+            os.environ.pop(ENV[name], None)
+        else:
+            os.environ[ENV[name]] = str(value)
+    uvicorn.run("distillguard.gateway.service:app_from_env", factory=True, host=host, port=port, workers=workers)
 
 
 if __name__ == "__main__":  # pragma: no cover

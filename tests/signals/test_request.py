@@ -9,7 +9,7 @@ import pytest
 
 from distillguard.engine import Engine
 from distillguard.signals.request import (READ_BUCKET_SECONDS, READ_EXCHANGES, SAMPLE_KEY_ENV, WINDOW_HEAD,
-                                          WINDOW_TAIL, build_signals)
+                                          WINDOW_TAIL, build_signals, read_window, read_window_sql)
 from distillguard.signals.templates import SKETCH_CHARS, TAIL_CHARS
 
 T0 = datetime(2026, 3, 2, tzinfo=timezone.utc)
@@ -109,3 +109,15 @@ def test_the_text_window_holds_everything_the_template_keys_and_sketch_read():
     # Texts are cut to the window before they are keyed: a longer key window would
     # silently key a cut text differently from the whole prompt.
     assert SKETCH_CHARS <= WINDOW_HEAD and TAIL_CHARS <= WINDOW_TAIL
+
+
+def test_one_prompt_is_cut_to_the_window_as_the_table_cuts_it():
+    # The gateway reads one request as the scan reads a table: same head, same tail, in
+    # characters (not bytes), with the same joint.
+    prompts = ["short", "x" * (WINDOW_HEAD + WINDOW_TAIL), "y" * (WINDOW_HEAD + WINDOW_TAIL + 1),
+               "思" * 700 + "考" * 700 + "END", "head " * 300 + "the tail asks for your chain of thought " * 20]
+    with Engine.open() as engine:
+        engine.register("prompts", pa.table({"i": range(len(prompts)), "prompt": prompts}))
+        cut = [r[0] for r in engine.rows(f"SELECT {read_window_sql('prompt')} FROM prompts ORDER BY i")]
+    assert cut == [read_window(p) for p in prompts]
+    assert read_window(prompts[2]) == "y" * WINDOW_HEAD + "\n" + "y" * WINDOW_TAIL

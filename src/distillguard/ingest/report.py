@@ -66,6 +66,7 @@ class IngestReport:
     committed: bool  # False when there was nothing new to store
     events: TableReport
     accounts: TableReport
+    decisions: TableReport  # the gateway's decision log read back
     unknown_accounts: int  # accounts in the workspace's events with no accounts row (kept, and counted)
     totals: dict[str, int]  # workspace after the ingest: events, accounts, quarantined, batches
 

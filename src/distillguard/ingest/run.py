@@ -44,9 +44,10 @@ from distillguard.ingest.workspace import (
     read_manifest, stored_columns, workspace_counts,
 )
 from distillguard.schema.contract import ACCOUNTS, CONTRACT_VERSION, EVENTS, Table
+from distillguard.schema.decisions import DECISIONS
 
 ProgressFn = Callable[[str, int, int], None]
-TABLES = {"events": EVENTS, "accounts": ACCOUNTS}
+TABLES = {"events": EVENTS, "accounts": ACCOUNTS, "decisions": DECISIONS}
 PART_SIZE = "512MB"  # stored parts are split at about this size
 STAGE_COMPRESSION = "lz4_raw"  # staged files are read once: favour speed over size
 FRAME_ROWS = 16_384  # rows per row group of framed text: the unit the engine parallelizes over...
@@ -59,13 +60,15 @@ def ingest(
     accounts: Sequence[str | Path] = (),
     workspace: str | Path = ".distillguard",
     *,
+    decisions: Sequence[str | Path] = (),
     log_format: str = CONTRACT,
     fills: Mapping[str, str] | None = None,
     progress: ProgressFn | None = None,
     memory_limit: str | None = None,
     threads: int | None = None,
 ) -> IngestReport:
-    """Ingest events and accounts files into the workspace and report what happened.
+    """Ingest events, accounts and gateway decision-log files into the workspace and report
+    what happened.
 
     Sources are files, folders (read recursively) or globs. log_format says what the
     events files are: the contract's own columns (the default), a provider's log format
@@ -84,7 +87,8 @@ def ingest(
             raise IngestError(f"--fill {name}: not an events field; fields are {', '.join(EVENTS.names)}")
         if not str(value).strip():
             raise IngestError(f"--fill {name}: give a value")
-    plan = {"events": expand(events, "events"), "accounts": expand(accounts, "accounts")}
+    plan = {"events": expand(events, "events"), "accounts": expand(accounts, "accounts"),
+            "decisions": expand(decisions, "decisions")}
     root = Path(workspace).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise IngestError(f"workspace {workspace} is a file, not a folder")
@@ -167,7 +171,7 @@ class _Batch:
             totals = self._totals()
             return IngestReport(
                 batch_id=self.batch_id, workspace=str(self.root), committed=committed,
-                events=reports["events"], accounts=reports["accounts"],
+                events=reports["events"], accounts=reports["accounts"], decisions=reports["decisions"],
                 unknown_accounts=totals.pop("unknown_accounts"), totals=totals,
             )
         finally:
@@ -423,9 +427,7 @@ class _Batch:
             good = "_reason IS NULL AND _skip IS NULL" if logs else "_reason IS NULL"
             # The staged rows are scanned twice, narrow then wide, rather than shared
             # through a CTE: the engine would materialize a shared CTE, every column of it.
-            fresh = f"""
-                WITH firsts AS (SELECT request_id, min(_pos) AS _pos FROM ({staged}) WHERE {good} GROUP BY request_id),
-                fresh AS (SELECT _pos FROM firsts f ANTI JOIN ({existing}) e ON f.request_id = e.request_id)"""
+            fresh = _first_of_each("request_id", staged, existing, good)
             queries["events"] = f"""{fresh}
                 SELECT {fields}, {batch} AS _batch_id, _source_file, _source_line
                 FROM ({staged}) g SEMI JOIN fresh USING (_pos) WHERE {good}"""
@@ -438,6 +440,12 @@ class _Batch:
                     FROM ({staged}) g SEMI JOIN fresh USING (_pos) WHERE {good} AND len(_{direction}) > 0"""
                                            for direction in ("issued", "replayed"))
                 queries["reasoning"] = f"{fresh} {blobs}"
+        if staged := self._staged("decisions"):  # append-only, one row per decision_id, as events
+            fields = ", ".join(ident(f.name) for f in DECISIONS.fields)
+            existing = parts_sql(manifest["decisions"], {"decision_id": "VARCHAR"})
+            queries["decisions"] = f"""{_first_of_each("decision_id", staged, existing, "_reason IS NULL")}
+                SELECT {fields}, {batch} AS _batch_id, _source_file, _source_line
+                FROM ({staged}) g SEMI JOIN fresh USING (_pos) WHERE _reason IS NULL"""
         if staged := self._staged("accounts"):
             fields = ", ".join(ident(f.name) for f in ACCOUNTS.fields)
             current = current_accounts_sql(parts_sql(manifest["accounts"], stored_columns(ACCOUNTS)))
@@ -542,10 +550,18 @@ def commit_manifest(engine: Engine, root: Path, batch_id: str, installed: list[t
         views = {"events": parts_sql(manifest["events"], stored_columns(EVENTS)),
                  "account_versions": parts_sql(manifest["accounts"], stored_columns(ACCOUNTS)),
                  "quarantine": parts_sql(manifest["quarantine"], QUARANTINE_COLUMNS),
-                 "reasoning": parts_sql(manifest["reasoning"], REASONING_COLUMNS)}
+                 "reasoning": parts_sql(manifest["reasoning"], REASONING_COLUMNS),
+                 "decisions": parts_sql(manifest["decisions"], stored_columns(DECISIONS))}
         views["accounts"] = current_accounts_sql("SELECT * FROM account_versions")
         for name, sql in views.items():
             engine.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}", step=f"create view {name}")
+
+
+def _first_of_each(key: str, staged: str, existing: str, good: str) -> str:
+    """`fresh`: the position of the first good staged row of each key not already stored."""
+    return f"""
+        WITH firsts AS (SELECT {key}, min(_pos) AS _pos FROM ({staged}) WHERE {good} GROUP BY {key}),
+        fresh AS (SELECT _pos FROM firsts f ANTI JOIN ({existing}) e ON f.{key} = e.{key})"""
 
 
 def _first_line(error: BaseException) -> str:

@@ -6,6 +6,7 @@
       accounts/        <batch_id>-<n>.parquet   every version of an account row
       quarantine/      <batch_id>-<n>.parquet   rejected records (schema/quarantine.py)
       reasoning/       <batch_id>-<n>.parquet   reasoning blobs issued and sent back, per exchange
+      decisions/       <batch_id>-<n>.parquet   the gateway's decisions (schema/decisions.py)
       tmp/             staging and spill files of an ingest in progress
 
 Readers only ever read the parts listed in the manifest, never a folder listing:
@@ -28,9 +29,10 @@ from distillguard.ingest.sources import IngestError
 from distillguard.ingest.validate import SQL_TYPES
 from distillguard.schema import quarantine
 from distillguard.schema.contract import ACCOUNTS, CONTRACT_VERSION, EVENTS, Table
+from distillguard.schema.decisions import DECISIONS
 
 CATALOG = "catalog.duckdb"
-DATA_TABLES = ("events", "accounts", "quarantine", "reasoning")
+DATA_TABLES = ("events", "accounts", "quarantine", "reasoning", "decisions")
 # Added to stored events and accounts rows: which ingest stored the row, and from where.
 LINEAGE = {"_batch_id": "VARCHAR", "_source_file": "VARCHAR", "_source_line": "BIGINT"}
 
@@ -53,7 +55,7 @@ QUARANTINE_COLUMNS = {f.name: _ARROW_SQL[f.type] for f in quarantine.SCHEMA}
 
 
 def stored_columns(table: Table) -> dict[str, str]:
-    """Column -> SQL type of a stored events or accounts part."""
+    """Column -> SQL type of a stored events, accounts or decisions part."""
     return {**{f.name: SQL_TYPES[f.kind] for f in table.fields}, **LINEAGE}
 
 
@@ -132,6 +134,10 @@ class Workspace:
         """Per stored exchange, the reasoning blobs it was issued (`direction` issued) and
         sent back (replayed), as sha256: read from provider logs (docs/formats.md)."""
         return parts_sql(self.parts["reasoning"], REASONING_COLUMNS)
+
+    def decisions_sql(self) -> str:
+        """The gateway's decisions, read back from its decision log (schema/decisions.py)."""
+        return parts_sql(self.parts["decisions"], stored_columns(DECISIONS))
 
     def counts(self) -> dict[str, int]:
         """events, accounts (distinct), quarantined, unknown_accounts, batches."""

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import ahocorasick
+import re2
 import yaml
 
 from distillguard.engine import literal
@@ -505,11 +507,39 @@ _SEP = "\x1f"  # joins the listed literals into one short string; no literal con
 # ------------------------------------------------------------------ one request
 
 
+@dataclass(frozen=True)
+class _OnlineModel:
+    """The model made ready for one request at a time: one Aho-Corasick automaton finds
+    every required literal in a single pass (a substring test per literal costs ~1,400
+    passes), and each literal names the patterns whose regex it lets run. The regexes run
+    on RE2, the engine the batch path's SQL uses: the same matches, and linear time
+    (Python's backtracking `re` was 3.5x slower at the 99th percentile on agentic prompts)."""
+
+    finder: ahocorasick.Automaton
+    by_literal: dict[str, tuple[int, ...]]
+    anchored: tuple[int, ...]
+    patterns: tuple[tuple[Pattern, re2._Regexp], ...]
+
+    def candidates(self, text: str) -> set[int]:
+        found = set(self.anchored)
+        for _, lit in self.finder.iter(text):
+            found.update(self.by_literal[lit])
+        return found
+
+
 @functools.cache
-def _compiled(model: IntentModel) -> tuple[tuple[str, ...], tuple[tuple[Pattern, frozenset[str], re.Pattern], ...]]:
-    """Every required literal once, and each pattern with its literals and compiled regex."""
-    literals = tuple(sorted({lit for p in model.patterns for lit in p.literals}))
-    return literals, tuple((p, frozenset(p.literals), re.compile(p.regex)) for p in model.patterns)
+def _online(model: IntentModel) -> _OnlineModel:
+    finder = ahocorasick.Automaton()
+    by_literal: dict[str, list[int]] = {}
+    for i, p in enumerate(model.patterns):
+        for lit in p.literals:
+            by_literal.setdefault(lit, []).append(i)
+    for lit in by_literal:
+        finder.add_word(lit, lit)
+    finder.make_automaton()
+    return _OnlineModel(finder=finder, by_literal={k: tuple(v) for k, v in by_literal.items()},
+                        anchored=tuple(i for i, p in enumerate(model.patterns) if p.anchored),
+                        patterns=tuple((p, re2.compile(p.regex)) for p in model.patterns))
 
 
 def request_scores(prompt: str, system: str | None = None, patterns: IntentModel | None = None) -> dict[str, float]:
@@ -517,17 +547,17 @@ def request_scores(prompt: str, system: str | None = None, patterns: IntentModel
     for the online path (the gateway decides on each request as it arrives). The same
     reviewed model, the same formula; a test holds the two equal on every text family.
     As in the SQL, the text is searched once for the patterns' required literals, and a
-    pattern's regex runs only when one of its literals is there."""
+    pattern's regex runs only when one of its literals is there. The caller cuts the
+    prompt to the read window (signals/request.py read_window), as the batch path does."""
     model = patterns or load_patterns()
-    literals, compiled = _compiled(model)
+    online = _online(model)
     texts = {"prompt": prompt.lower(), "system": (system or "").lower()}
-    present = {field: {lit for lit in literals if lit in text} if text else None for field, text in texts.items()}
+    candidates = {field: online.candidates(text) if text else set() for field, text in texts.items()}
     z = {k.kind: k.bias for k in model.kinds}
-    for p, required, regex in compiled:
+    for i in sorted(candidates["prompt"] | candidates["system"]):
+        p, regex = online.patterns[i]
         for field, on in (("prompt", p.on_prompt), ("system", p.on_system)):
-            found = present[field]
-            if on and found is not None and (p.anchored or not required.isdisjoint(found)) \
-                    and regex.search(texts[field]):
+            if on and i in candidates[field] and regex.search(texts[field]):
                 z[p.kind] += p.weight
                 break
     return {kind: _sigmoid(v) for kind, v in z.items()}

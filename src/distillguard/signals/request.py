@@ -83,6 +83,20 @@ def is_read_sql(level: str, ts: str = "ts") -> str:
     return f"{keyed} % (1::UBIGINT << {level}) = 0"
 
 
+def read_window_sql(prompt: str) -> str:
+    """The part of a prompt that content signals read (WINDOW_HEAD, WINDOW_TAIL)."""
+    return (f"CASE WHEN length({prompt}) > {WINDOW_HEAD + WINDOW_TAIL} "
+            f"THEN left({prompt}, {WINDOW_HEAD}) || chr(10) || right({prompt}, {WINDOW_TAIL}) ELSE {prompt} END")
+
+
+def read_window(prompt: str) -> str:
+    """read_window_sql for one prompt, on the online path (tests/signals/test_request.py
+    holds the two equal)."""
+    if len(prompt) > WINDOW_HEAD + WINDOW_TAIL:
+        return prompt[:WINDOW_HEAD] + "\n" + prompt[-WINDOW_TAIL:]
+    return prompt
+
+
 def build_signals(engine: Engine, events_sql: str, accounts_sql: str, *, until: str | None = None) -> None:
     """events -> `signals` (per exchange), `models` (per model: cap and release)."""
     cutoff = f"WHERE ts <= {until}" if until else ""
@@ -101,8 +115,7 @@ FROM scan_events GROUP BY account_id""", step="signals: content sample")
     # The texts read, cut to the window any signal reads, in one streaming pass; the
     # per-text work below is split by a hash of the text, so its memory is bounded by
     # the part size, whatever the input size.
-    window = (f"CASE WHEN length(prompt) > {WINDOW_HEAD + WINDOW_TAIL} "
-              f"THEN left(prompt, {WINDOW_HEAD}) || chr(10) || right(prompt, {WINDOW_TAIL}) ELSE prompt END")
+    window = read_window_sql("prompt")
     engine.execute(f"""
 CREATE OR REPLACE TABLE read_rows AS
 SELECT hash(prompt, system) AS intent_key, hash(prompt) AS text_hash, {window} AS text, system

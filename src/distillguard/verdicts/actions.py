@@ -22,7 +22,7 @@ NO_ACTION = "none"
 class ActionRule:
     code: str
     action: str
-    when: str  # SQL over flagged, core, anchored, percentile, risk
+    when: str  # SQL over flagged, core, anchored, percentile, risk, community_flagged
     about: str
 
 
@@ -44,9 +44,10 @@ def build_actions(engine: Engine, ladder: tuple[ActionRule, ...]) -> None:
 CREATE OR REPLACE TABLE verdict_accounts AS
 WITH facts AS (
   SELECT v.*, coalesce(v.percentile >= {MEMBER_MIN_PERCENTILE}, false) AS core,
-    coalesce(m.anchored, false) AS anchored
+    coalesce(m.anchored, false) AS anchored, coalesce(k.flagged, false) AS community_flagged
   FROM verdict_accounts v LEFT JOIN campaign_members m USING (account_id)
+  LEFT JOIN community_calibration k ON k.community_id = v.community_id
 )
-SELECT * EXCLUDE (core, anchored), CASE {action} ELSE {literal(NO_ACTION)} END AS action,
+SELECT * EXCLUDE (core, anchored, community_flagged), CASE {action} ELSE {literal(NO_ACTION)} END AS action,
   CASE {rule} END AS action_rule
 FROM facts""", step="verdicts: actions")

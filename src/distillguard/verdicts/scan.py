@@ -124,6 +124,7 @@ def scan(
     *,
     input_fingerprint: str,
     reasoning_sql: str | None = None,
+    decisions_sql: str | None = None,
     until: str | None = None,
     raw_ips: bool = False,
     progress: ProgressFn | None = None,
@@ -135,6 +136,8 @@ def scan(
     input_fingerprint names the input in the audit record (Workspace.fingerprint());
     reasoning_sql gives the reasoning blobs of the exchanges (Workspace.reasoning_sql(),
     from provider logs), which link accounts that carry on one conversation;
+    decisions_sql gives the gateway's decisions (Workspace.decisions_sql()), so that each
+    verdict says how many of the account's requests the gateway refused;
     raw_ips lets IP addresses out as they are instead of as keyed hashes (indicators.yaml).
     The indicator key comes from the environment (verdicts/keyed.py); without one the scan
     refuses to start."""
@@ -164,7 +167,8 @@ def scan(
                                      build_edges(engine, accounts_sql, rules)))
             step("communities", lambda: _communities(engine, rules.min_weight))
             calibration = step("scoring", lambda: _score(engine, terms))
-            step("evidence", lambda: (build_verdict_tables(engine, calibration, terms, rules),
+            step("evidence", lambda: (_decisions_view(engine, decisions_sql, until_sql),
+                                      build_verdict_tables(engine, calibration, terms, rules),
                                       build_actions(engine, ladder),
                                       build_evidence(engine, accounts_sql, terms, rules)))
             step("indicators", lambda: (build_indicators(engine, accounts_sql, policy),
@@ -198,6 +202,15 @@ def _reasoning_view(engine: Engine, reasoning_sql: str | None, until_sql: str | 
     else:
         sql = f"SELECT account_id, blob FROM ({reasoning_sql})" + (f" WHERE ts <= {until_sql}" if until_sql else "")
     engine.execute(f"CREATE OR REPLACE TEMP VIEW scan_reasoning AS {sql}", step="linking: reasoning blobs")
+
+
+def _decisions_view(engine: Engine, decisions_sql: str | None, until_sql: str | None) -> None:
+    """`scan_decisions`: (account_id, decision) of the gateway's decisions in the window."""
+    if decisions_sql is None:
+        sql = "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS decision WHERE FALSE"
+    else:
+        sql = f"SELECT account_id, decision FROM ({decisions_sql})" + (f" WHERE ts <= {until_sql}" if until_sql else "")
+    engine.execute(f"CREATE OR REPLACE TEMP VIEW scan_decisions AS {sql}", step="verdicts: gateway decisions")
 
 
 def _one(engine: Engine, sql: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from distillguard.engine import Engine, exact_sum, ident, literal
 from distillguard.linking.rules import LinkRules
 from distillguard.scoring.calibrate import Calibration
+from distillguard.schema.decisions import REFUSING
 from distillguard.scoring.scorecard import Term
 
 # A scorecard reason is a campaign's reason when at least this share of its members have it.
@@ -53,6 +54,12 @@ FROM (SELECT campaign_id, src AS account_id, kind, weight, shared FROM e
       UNION ALL SELECT campaign_id, dst, kind, weight, shared FROM e)
 GROUP BY ALL""", step="verdicts: links")
     n_reference = max(calibration.reference_size, 1)
+    # What the gateway did with each account's requests (its decision log, read back).
+    refusing = ", ".join(literal(d) for d in REFUSING)
+    engine.execute(f"""
+CREATE OR REPLACE TEMP TABLE gateway_counts AS
+SELECT account_id, count(*) AS gateway_decisions, count(*) FILTER (WHERE decision IN ({refusing})) AS gateway_refused
+FROM scan_decisions GROUP BY account_id""", step="verdicts: gateway decisions")
     engine.execute(f"""
 CREATE OR REPLACE TABLE verdict_accounts AS
 WITH link_reasons AS (
@@ -68,9 +75,11 @@ SELECT p.account_id,
   s.score,
   1 - a.own_tail AS percentile,
   c.community_id,
-  p.exchanges, p.first_seen, p.last_seen, p.unknown_account
+  p.exchanges, p.first_seen, p.last_seen, p.unknown_account,
+  coalesce(g.gateway_decisions, 0) AS gateway_decisions, coalesce(g.gateway_refused, 0) AS gateway_refused
 FROM profiles p
 JOIN account_scores s USING (account_id)
+LEFT JOIN gateway_counts g USING (account_id)
 JOIN account_calibration a USING (account_id)
 LEFT JOIN communities c USING (account_id)
 LEFT JOIN community_calibration k USING (community_id)
@@ -82,8 +91,10 @@ LEFT JOIN link_reasons l USING (account_id)""", step="verdicts: accounts")
     engine.execute(f"""
 CREATE OR REPLACE TABLE verdict_campaigns AS
 WITH members AS (
-  SELECT m.campaign_id, m.community_id, p.*, s.* EXCLUDE (account_id, score, reasons), s.score
+  SELECT m.campaign_id, m.community_id, p.*, s.* EXCLUDE (account_id, score, reasons), s.score,
+    coalesce(g.gateway_refused, 0) AS gateway_refused
   FROM campaign_members m JOIN profiles p USING (account_id) JOIN account_scores s USING (account_id)
+  LEFT JOIN gateway_counts g USING (account_id)
 ), terms AS (
   SELECT campaign_id, unnest([{term_shares}]) AS t FROM members GROUP BY campaign_id
 ), term_reasons AS (
@@ -101,7 +112,8 @@ SELECT m.campaign_id, count(*) AS accounts, sum(m.exchanges)::BIGINT AS exchange
   min(m.first_seen) AS first_seen, max(m.last_seen) AS last_seen,
   list_concat(coalesce(any_value(t.codes), []), coalesce(any_value(l.codes), [])) AS reasons,
   any_value(k.p_value) AS p_value, median(m.score) AS median_score, any_value(k.median_tail) AS median_tail,
-  any_value(l.link_pairs) AS link_pairs, any_value(m.community_id) AS community_id
+  any_value(l.link_pairs) AS link_pairs, any_value(m.community_id) AS community_id,
+  sum(m.gateway_refused)::BIGINT AS gateway_refused
 FROM members m
 JOIN community_calibration k USING (community_id)
 LEFT JOIN term_reasons t USING (campaign_id)

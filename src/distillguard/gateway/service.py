@@ -1,0 +1,192 @@
+"""The gateway over HTTP: `distillguard serve gateway`.
+
+  POST /decide   a request (gateway/request.py fields) as a JSON object -> its decision
+                 (Decision.to_dict()); 422 {"error": ...} naming the field when malformed
+  GET  /health   200 while the gateway decides; 503 when its state is unavailable and it
+                 fails closed (every request would be throttled: take the replica out)
+  GET  /metrics  Prometheus text
+
+/decide and /health need `Authorization: Bearer <token>`. /metrics does not, so that a
+Prometheus scraper needs no secret: it shows counts per decision and per policy reason
+code, latencies and the verdict version, never a request's content or an account.
+The service speaks plain HTTP and listens on loopback by default: put TLS in front of it.
+
+`--workers N` starts N processes, each building its app with `app_from_env` from these
+environment variables (the CLI sets them; the indicator key is DISTILLGUARD_INDICATOR_KEY).
+Each worker has its own /metrics counts, and a scrape reaches one of them: to count every
+decision, run one worker per container behind a load balancer and scrape each.
+
+  DISTILLGUARD_GATEWAY_TOKEN     the bearer token (at least 16 characters)
+  DISTILLGUARD_GATEWAY_VERDICTS  a folder store of published verdicts (in-process state)
+  DISTILLGUARD_GATEWAY_REDIS     a Redis URL (shared state; wins over the folder store)
+  DISTILLGUARD_GATEWAY_PREFIX    the Redis key prefix ({dg}: by default)
+  DISTILLGUARD_GATEWAY_POLICY    a policy file (the shipped policy.yaml by default)
+  DISTILLGUARD_GATEWAY_FAIL      open or closed: what to decide while the state is unavailable
+  DISTILLGUARD_GATEWAY_LOG_DIR   the decision log's folder (no log when unset)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import os
+import time
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from distillguard.gateway.decide import STATE_UNAVAILABLE, Gateway
+from distillguard.gateway.policy import DECISIONS
+from distillguard.gateway.request import BadRequest, DecisionRequest, request_facts
+from distillguard.gateway.state import MemoryState, RedisState
+
+TOKEN_ENV = "DISTILLGUARD_GATEWAY_TOKEN"
+MIN_TOKEN_CHARS = 16
+ENV = {name: f"DISTILLGUARD_GATEWAY_{name.upper()}" for name in ("verdicts", "redis", "prefix", "policy", "fail",
+                                                                   "log_dir")}
+# A request body larger than this is refused unread (a prompt is cut to a scan's window anyway).
+MAX_BODY_BYTES = 4 << 20
+# A decision takes tens of microseconds in the process, milliseconds with Redis.
+LATENCY_BUCKETS = (50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 25e-3, 50e-3)
+
+
+class MissingToken(ValueError):
+    pass
+
+
+def gateway_token() -> str:
+    """The bearer token, from the environment; refuses a missing or short one."""
+    token = os.environ.get(TOKEN_ENV, "")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise MissingToken(f"set {TOKEN_ENV} to a secret of at least {MIN_TOKEN_CHARS} characters (callers send "
+                           f"it as Authorization: Bearer ...); e.g. export {TOKEN_ENV}=$(python3 -c "
+                           "'import secrets; print(secrets.token_hex(32))')")
+    return token
+
+
+def probe(gateway: Gateway) -> tuple[str, str | None]:
+    """(the state, ok or unavailable; the verdict version in force), cheaply: one Redis GET
+    on its short timeout, nothing for the in-process state."""
+    state = gateway.state
+    if isinstance(state, RedisState):
+        import redis
+
+        try:
+            version = state.client.get(f"{state.prefix}verdicts:current")
+        except (redis.RedisError, OSError):
+            return "unavailable", None
+        return "ok", version.decode() if version else None
+    if isinstance(state, MemoryState):
+        table = state._verdicts  # no public accessor; one attribute read, no lock needed
+        return "ok", table.version if table else None
+    return "ok", None
+
+
+class _Metrics:
+    def __init__(self, gateway: Gateway):
+        self.registry = CollectorRegistry(auto_describe=True)
+        decisions = Counter("distillguard_gateway_decisions", "Decisions made, by decision.", ["decision"],
+                            registry=self.registry)
+        reasons = Counter("distillguard_gateway_reasons", "Reasons given, by policy reason code.", ["reason"],
+                          registry=self.registry)
+        # Labelled only with values known in advance (DECISIONS, the policy's codes): a label
+        # from request data would let any caller grow the scrape without bound.
+        self.decisions = {d: decisions.labels(d) for d in DECISIONS}
+        self.reasons = {code: reasons.labels(code) for code in
+                        (*(r.code for r in gateway.policy.rules), *STATE_UNAVAILABLE.values())}
+        self.seconds = Histogram("distillguard_gateway_decision_seconds", "Time to decide one request.",
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.state_failures = Counter("distillguard_gateway_state_failures",
+                                      "Decisions made without the shared state (it was unavailable).",
+                                      registry=self.registry)
+        self.state_up = Gauge("distillguard_gateway_state_up", "1 when the shared state answered the scrape's probe.",
+                              registry=self.registry)
+        self.verdict_info = Gauge("distillguard_gateway_verdict_info", "The verdict and policy versions in force.",
+                                  ["verdict_version", "policy_version"], registry=self.registry)
+
+    def count(self, decision, seconds: float) -> None:
+        self.seconds.observe(seconds)
+        self.decisions[decision.decision].inc()
+        for code in decision.reasons:
+            if code in self.reasons:
+                self.reasons[code].inc()
+        if decision.state != "ok":
+            self.state_failures.inc()
+
+
+def create_app(gateway: Gateway, *, token: str) -> FastAPI:
+    """The HTTP service around a gateway; the gateway is closed when the server stops."""
+    expected = token.encode()
+    metrics = _Metrics(gateway)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        # The intent model loads on first use (~0.4 s): here, not in the first caller's latency.
+        await run_in_threadpool(request_facts, DecisionRequest(account_id="warm-up"), 0.0)
+        yield
+        gateway.close()
+
+    app = FastAPI(title="distillguard gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    def unauthorized(request: Request) -> JSONResponse | None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected):
+            return None
+        return JSONResponse({"error": "missing or wrong bearer token"}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    @app.post("/decide")
+    async def decide(request: Request):
+        if (refused := unauthorized(request)) is not None:
+            return refused
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                return JSONResponse({"error": f"the body is over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        try:
+            parsed = DecisionRequest.from_dict(json.loads(body))
+        except (ValueError, RecursionError) as e:  # BadRequest names the field; bad JSON is not echoed
+            message = str(e) if isinstance(e, BadRequest) else "the body is not valid JSON"
+            return JSONResponse({"error": message}, status_code=422)
+        started = time.perf_counter()
+        # decide blocks (CPU, a Redis round trip): off the event loop
+        decision = await run_in_threadpool(gateway.decide, parsed)
+        metrics.count(decision, time.perf_counter() - started)
+        return JSONResponse(decision.to_dict())
+
+    @app.get("/health")
+    def health(request: Request):
+        if (refused := unauthorized(request)) is not None:
+            return refused
+        state, version = probe(gateway)
+        refusing = state != "ok" and gateway.fail == "closed"
+        return JSONResponse({"status": "unavailable" if refusing else "ok", "verdict_version": version,
+                             "policy_version": gateway.policy.version, "state": state, "fail": gateway.fail},
+                            status_code=503 if refusing else 200)
+
+    @app.get("/metrics")
+    def prometheus():
+        state, version = probe(gateway)
+        metrics.state_up.set(1 if state == "ok" else 0)
+        metrics.verdict_info.clear()
+        metrics.verdict_info.labels(version or "", gateway.policy.version).set(1)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def gateway_from_env() -> Gateway:
+    """The gateway the DISTILLGUARD_GATEWAY_* variables describe."""
+    get = {name: os.environ.get(var) or None for name, var in ENV.items()}
+    return Gateway.open(verdicts=get["verdicts"], redis_url=get["redis"], policy=get["policy"],
+                        fail=get["fail"] or "open", log_dir=get["log_dir"], prefix=get["prefix"] or "{dg}:")
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process (uvicorn's factory for `--workers N`)."""
+    token = gateway_token()
+    return create_app(gateway_from_env(), token=token)
