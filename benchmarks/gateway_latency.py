@@ -67,8 +67,9 @@ def _inprocess_worker(mode: str, store: str, bodies: list[dict], rate: float, st
     gateway = (Gateway.open(redis_url=REDIS_URL, prefix=PREFIX) if mode == "redis"
                else Gateway.open(verdicts=store))
     requests = [DecisionRequest.from_dict(b) for b in bodies]
-    for r in requests[:200]:  # warm: compiled patterns, connections
+    for r in requests[:200]:  # warm: connections, caches
         gateway.decide(r)
+    gateway.warm()
     latency = np.empty(len(requests))
     while time.time() < start:
         time.sleep(0.001)

@@ -66,6 +66,7 @@ def main() -> None:
         publish(args.scan, args.out / "verdicts")
         gateway = Gateway.open(verdicts=args.out / "verdicts", log_dir=log_dir)
     requests = [DecisionRequest.from_dict(b) for b in load_requests(args.world, args.requests)]
+    gateway.warm()
     samples, decided, behind = [], 0, 0.0
     t0 = time.perf_counter()
     end = t0 + args.minutes * 60

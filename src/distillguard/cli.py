@@ -550,7 +550,7 @@ def serve_gateway(
     import uvicorn
 
     from distillguard.gateway.decide import Gateway
-    from distillguard.gateway.service import ENV, create_app, gateway_token, probe
+    from distillguard.gateway.service import ENV, create_app, gateway_token
 
     if verdicts is not None and redis is not None:
         err.print("[red]error:[/] give --verdicts or --redis, not both (publish --redis puts the verdicts in Redis)")
@@ -564,7 +564,7 @@ def serve_gateway(
         # Built here whatever the workers, so that a bad setting is one line now, not a worker's traceback.
         gateway = Gateway.open(verdicts=verdicts, redis_url=redis, policy=policy, fail=fail,
                                log_dir=log_dir if workers == 1 else None, prefix=prefix)
-    state, version = probe(gateway)
+    state, version = gateway.state.probe()
     err.print(f"gateway on http://{escape(host)}:{port}: verdicts {escape(version or 'none published')}, "
               f"policy {gateway.policy.version}, state {state}, fail {fail}, {workers} worker(s)")
     if workers == 1:

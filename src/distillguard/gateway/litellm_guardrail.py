@@ -46,6 +46,7 @@ from distillguard.gateway.marking import MARK_KEY_ENV, TagCanary
 from distillguard.gateway.policy import Degrade
 from distillguard.gateway.request import DecisionRequest
 from distillguard.gateway.service import ENV
+from distillguard.schema.decisions import REFUSING
 
 log = logging.getLogger("distillguard.gateway.litellm")
 
@@ -90,6 +91,7 @@ class DistillGuardrail(CustomGuardrail):
             verdicts=verdicts or env["verdicts"], redis_url=redis_url or env["redis"],
             policy=policy or env["policy"], fail=fail or env["fail"] or "open",
             log_dir=log_dir or env["log_dir"], prefix=prefix or env["prefix"] or "{dg}:")
+        self.gateway.warm()
         mark_key = os.environ.get(MARK_KEY_ENV)
         self.marker = marker or (TagCanary(mark_key.encode()) if mark_key else None)
         self.trust_request_metadata = trust_request_metadata is True or str(trust_request_metadata).lower() == "true"
@@ -118,7 +120,7 @@ class DistillGuardrail(CustomGuardrail):
                     detail={"error": "The request could not be checked: retry later.", "decision": "unavailable"},
                 ) from None
             return data
-        if decision.decision in ("block", "step_up", "throttle"):
+        if decision.decision in REFUSING:
             raise _refusal(decision)
         if decision.decision == "degrade":
             degraded = degrade_request(data, decision.degrade or self.gateway.policy.degrade)

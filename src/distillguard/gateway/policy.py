@@ -18,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from distillguard.schema.decisions import DECISION_VALUES
 from distillguard.signals.intent import INTENT_KINDS
 
 # Strongest first: a request gets the strongest decision among the rules that hold.
-DECISIONS = ("block", "step_up", "throttle", "degrade", "mark", "allow")
+DECISIONS = DECISION_VALUES
 # What a window can be kept per: the account, its campaign, or a key the request carries.
 WINDOW_KEYS = ("account", "campaign", "api_key", "client_ip", "asn", "payment")
 # Strong identifiers a request may carry: indicators.yaml kind -> the request's field.

@@ -40,8 +40,7 @@ from starlette.concurrency import run_in_threadpool
 
 from distillguard.gateway.decide import STATE_UNAVAILABLE, Gateway
 from distillguard.gateway.policy import DECISIONS
-from distillguard.gateway.request import BadRequest, DecisionRequest, request_facts
-from distillguard.gateway.state import MemoryState, RedisState
+from distillguard.gateway.request import BadRequest, DecisionRequest
 
 TOKEN_ENV = "DISTILLGUARD_GATEWAY_TOKEN"
 MIN_TOKEN_CHARS = 16
@@ -65,24 +64,6 @@ def gateway_token() -> str:
                            f"it as Authorization: Bearer ...); e.g. export {TOKEN_ENV}=$(python3 -c "
                            "'import secrets; print(secrets.token_hex(32))')")
     return token
-
-
-def probe(gateway: Gateway) -> tuple[str, str | None]:
-    """(the state, ok or unavailable; the verdict version in force), cheaply: one Redis GET
-    on its short timeout, nothing for the in-process state."""
-    state = gateway.state
-    if isinstance(state, RedisState):
-        import redis
-
-        try:
-            version = state.client.get(f"{state.prefix}verdicts:current")
-        except (redis.RedisError, OSError):
-            return "unavailable", None
-        return "ok", version.decode() if version else None
-    if isinstance(state, MemoryState):
-        table = state._verdicts  # no public accessor; one attribute read, no lock needed
-        return "ok", table.version if table else None
-    return "ok", None
 
 
 class _Metrics:
@@ -125,7 +106,7 @@ def create_app(gateway: Gateway, *, token: str) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app):
         # The intent model loads on first use (~0.4 s): here, not in the first caller's latency.
-        await run_in_threadpool(request_facts, DecisionRequest(account_id="warm-up"), 0.0)
+        await run_in_threadpool(gateway.warm)
         yield
         gateway.close()
 
@@ -162,7 +143,7 @@ def create_app(gateway: Gateway, *, token: str) -> FastAPI:
     def health(request: Request):
         if (refused := unauthorized(request)) is not None:
             return refused
-        state, version = probe(gateway)
+        state, version = gateway.state.probe()
         refusing = state != "ok" and gateway.fail == "closed"
         return JSONResponse({"status": "unavailable" if refusing else "ok", "verdict_version": version,
                              "policy_version": gateway.policy.version, "state": state, "fail": gateway.fail},
@@ -170,7 +151,7 @@ def create_app(gateway: Gateway, *, token: str) -> FastAPI:
 
     @app.get("/metrics")
     def prometheus():
-        state, version = probe(gateway)
+        state, version = gateway.state.probe()
         metrics.state_up.set(1 if state == "ok" else 0)
         metrics.verdict_info.clear()
         metrics.verdict_info.labels(version or "", gateway.policy.version).set(1)

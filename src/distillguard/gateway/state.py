@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +43,61 @@ class Seen:
         return self.verdict.campaign or self.linked_campaign
 
 
+class _WindowState:
+    """One window's entities in memory, least recently seen first, so that expired ones are
+    forgotten from the front a few at a time: no request pays for a sweep of them all, and
+    what is held is bounded by one window of traffic however long the process runs."""
+
+    # Expired entities forgotten per request, at most: more than the one a request can add.
+    FORGET_PER_CALL = 4
+
+    def __init__(self, window: Window):
+        self.window = window
+        # entity -> [latest bucket, bucket -> count, value -> its latest bucket (distinct windows)]
+        self.entities: OrderedDict[str, list] = OrderedDict()
+
+    def add(self, entity: str, value: str | None, now: float) -> int:
+        """Count a request (or, in a distinct window, its value) and return the window's value."""
+        w = self.window
+        bucket = int(now // w.bucket_seconds)
+        first = bucket - w.buckets + 1
+        held = self.entities.get(entity)
+        if held is None:
+            held = self.entities[entity] = [bucket, {}, OrderedDict() if w.distinct else None]
+        else:
+            self.entities.move_to_end(entity)
+            held[0] = max(held[0], bucket)
+        counts, latest = held[1], held[2]
+        if latest is None:
+            counts[bucket] = counts.get(bucket, 0) + 1
+        else:
+            before = latest.get(value)
+            if before is None or before < bucket:  # an out-of-order request keeps the later bucket
+                if before is not None:
+                    counts[before] -= 1
+                counts[bucket] = counts.get(bucket, 0) + 1
+                latest[value] = bucket
+                latest.move_to_end(value)
+            while latest and (oldest := next(iter(latest.items())))[1] < first:
+                del latest[oldest[0]]
+                counts[oldest[1]] -= 1
+        for b in [b for b in counts if b < first]:
+            del counts[b]
+        for _ in range(self.FORGET_PER_CALL):
+            if not self.entities or (oldest := next(iter(self.entities.items())))[1][0] >= first:
+                break
+            del self.entities[oldest[0]]
+        return sum(c for b, c in counts.items() if b <= bucket)
+
+    def size(self) -> int:
+        return len(self.entities) + sum(len(held[2]) for held in self.entities.values() if held[2] is not None)
+
+
 class MemoryState:
     """Windows in this process; verdicts from a folder store, re-read when CURRENT moves."""
 
     # The verdict store's pointer is looked at no more often than this (seconds).
     RELOAD_EVERY = 1.0
-    # Expired buckets and values are swept after this many requests.
-    SWEEP_EVERY = 10_000
 
     def __init__(self, windows: tuple[Window, ...], store: str | Path | None = None,
                  link_kinds: tuple[str, ...] = ()):
@@ -56,12 +105,9 @@ class MemoryState:
         self.store = Path(store) if store else None
         self.link_kinds = link_kinds
         self._lock = threading.Lock()
-        self._counts: dict[str, dict[str, dict[int, int]]] = {w.name: {} for w in windows}
-        # distinct windows: entity -> (value -> its latest bucket, bucket -> values latest there)
-        self._distinct: dict[str, dict[str, tuple[dict[str, int], dict[int, int]]]] = {w.name: {} for w in windows}
+        self._windows = [_WindowState(w) for w in windows]
         self._verdicts: VerdictTable | None = None
         self._checked = 0.0
-        self._since_sweep = 0
         self._reload(force=True)
 
     def _reload(self, force: bool = False) -> None:
@@ -72,6 +118,11 @@ class MemoryState:
         version = current_version(self.store)
         if version is not None and (self._verdicts is None or self._verdicts.version != version):
             self._verdicts = load(self.store, version, link_kinds=self.link_kinds)
+
+    def probe(self) -> tuple[str, str | None]:
+        """(ok, the verdict version in force): for /health."""
+        table = self._verdicts
+        return "ok", table.version if table else None
 
     def use(self, verdicts: VerdictTable) -> None:
         """Put a verdict table in force directly (tests, replays)."""
@@ -86,60 +137,17 @@ class MemoryState:
             linked = table.linked_campaign(identifiers) if table else None
             keys = {**keys, "campaign": verdict.campaign or linked}
             counts = {}
-            for w in self.windows:
-                entity = keys.get(w.per)
-                if entity is None or (w.distinct and keys.get(w.distinct) is None):
-                    counts[w.name] = 0
-                    continue
-                bucket = int(now // w.bucket_seconds)
-                first = bucket - w.buckets + 1
-                if w.distinct:
-                    latest, per_bucket = self._distinct[w.name].setdefault(entity, ({}, {}))
-                    value = keys[w.distinct]
-                    before = latest.get(value)
-                    if before is None or before < bucket:  # out-of-order requests keep the later bucket
-                        if before is not None:
-                            per_bucket[before] -= 1
-                        latest[value] = bucket
-                        per_bucket[bucket] = per_bucket.get(bucket, 0) + 1
-                    counts[w.name] = sum(c for b, c in per_bucket.items() if first <= b <= bucket)
-                else:
-                    buckets = self._counts[w.name].setdefault(entity, {})
-                    buckets[bucket] = buckets.get(bucket, 0) + 1
-                    counts[w.name] = sum(c for b, c in buckets.items() if first <= b <= bucket)
-            self._since_sweep += 1
-            if self._since_sweep >= self.SWEEP_EVERY:
-                self._sweep(now)
+            for state in self._windows:
+                w = state.window
+                entity, value = keys.get(w.per), keys.get(w.distinct) if w.distinct else None
+                missing = entity is None or (w.distinct is not None and value is None)
+                counts[w.name] = 0 if missing else state.add(entity, value, now)
             return Seen(table.version if table else None, verdict, linked, counts)
 
-    def _sweep(self, now: float) -> None:
-        """Forget buckets and values older than their window: memory stays bounded by the
-        traffic of one window, however long the process runs."""
-        self._since_sweep = 0
-        for w in self.windows:
-            first = int(now // w.bucket_seconds) - w.buckets + 1
-            counts = self._counts[w.name]
-            for entity in list(counts):
-                buckets = counts[entity]
-                for b in [b for b in buckets if b < first]:
-                    del buckets[b]
-                if not buckets:
-                    del counts[entity]
-            distinct = self._distinct[w.name]
-            for entity in list(distinct):
-                latest, per_bucket = distinct[entity]
-                for value in [v for v, b in latest.items() if b < first]:
-                    del latest[value]
-                for b in [b for b in per_bucket if b < first or per_bucket[b] == 0]:
-                    del per_bucket[b]
-                if not latest:
-                    del distinct[entity]
-
     def size(self) -> int:
-        """Entries held (for the soak benchmark: it must not grow without bound)."""
+        """Entities and values held (the soak benchmark watches it)."""
         with self._lock:
-            return sum(len(b) for c in self._counts.values() for b in c.values()) + \
-                sum(len(latest) for d in self._distinct.values() for latest, _ in d.values())
+            return sum(state.size() for state in self._windows)
 
 
 # One round trip per request. Keys are built here from the prefix (one hash tag, so that on
@@ -232,6 +240,14 @@ class RedisState:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                       health_check_interval=0)
         return cls(client, windows, key=key, prefix=prefix)
+
+    def probe(self) -> tuple[str, str | None]:
+        """(ok or unavailable, the verdict version in force): one GET, on the short timeout."""
+        try:
+            version = self.client.get(f"{self.prefix}verdicts:current")
+        except self._errors:
+            return "unavailable", None
+        return "ok", version.decode() if version else None
 
     def _hashed(self, value: str) -> str:
         return hmac.new(self.key, value.encode(), hashlib.blake2b).hexdigest()[:32]
