@@ -567,8 +567,10 @@ def serve_gateway(
     state, version = gateway.state.probe()
     err.print(f"gateway on http://{escape(host)}:{port}: verdicts {escape(version or 'none published')}, "
               f"policy {gateway.policy.version}, state {state}, fail {fail}, {workers} worker(s)")
+    # No access log: the decision log records every decision, and a line per request costs
+    # more than the decision at thousands a second.
     if workers == 1:
-        uvicorn.run(create_app(gateway, token=token), host=host, port=port)
+        uvicorn.run(create_app(gateway, token=token), host=host, port=port, access_log=False)
         return
     gateway.close()
     for name, value in settings.items():  # what each worker's app_from_env reads
@@ -576,7 +578,8 @@ def serve_gateway(
             os.environ.pop(ENV[name], None)
         else:
             os.environ[ENV[name]] = str(value)
-    uvicorn.run("distillguard.gateway.service:app_from_env", factory=True, host=host, port=port, workers=workers)
+    uvicorn.run("distillguard.gateway.service:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=False)
 
 
 if __name__ == "__main__":  # pragma: no cover
