@@ -163,11 +163,11 @@ def scan(
 
             step("signals", lambda: build_signals(engine, events_sql, accounts_sql, until=until_sql))
             step("profiles", lambda: build_profiles(engine, accounts_sql))
-            step("linking", lambda: (_reasoning_view(engine, reasoning_sql, until_sql),
+            step("linking", lambda: (_window_view(engine, "scan_reasoning", reasoning_sql, "blob", until_sql),
                                      build_edges(engine, accounts_sql, rules)))
             step("communities", lambda: _communities(engine, rules.min_weight))
             calibration = step("scoring", lambda: _score(engine, terms))
-            step("evidence", lambda: (_decisions_view(engine, decisions_sql, until_sql),
+            step("evidence", lambda: (_window_view(engine, "scan_decisions", decisions_sql, "decision", until_sql),
                                       build_verdict_tables(engine, calibration, terms, rules),
                                       build_actions(engine, ladder),
                                       build_evidence(engine, accounts_sql, terms, rules)))
@@ -195,22 +195,14 @@ def scan(
     return summary
 
 
-def _reasoning_view(engine: Engine, reasoning_sql: str | None, until_sql: str | None) -> None:
-    """`scan_reasoning`: (account_id, blob) of the blobs issued and sent back in the window."""
-    if reasoning_sql is None:
-        sql = "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS blob WHERE FALSE"
+def _window_view(engine: Engine, name: str, relation: str | None, column: str, until_sql: str | None) -> None:
+    """`name`: (account_id, column) of an optional side input's rows in the scan's window
+    (empty when the workspace has none)."""
+    if relation is None:
+        sql = f"SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS {column} WHERE FALSE"
     else:
-        sql = f"SELECT account_id, blob FROM ({reasoning_sql})" + (f" WHERE ts <= {until_sql}" if until_sql else "")
-    engine.execute(f"CREATE OR REPLACE TEMP VIEW scan_reasoning AS {sql}", step="linking: reasoning blobs")
-
-
-def _decisions_view(engine: Engine, decisions_sql: str | None, until_sql: str | None) -> None:
-    """`scan_decisions`: (account_id, decision) of the gateway's decisions in the window."""
-    if decisions_sql is None:
-        sql = "SELECT NULL::VARCHAR AS account_id, NULL::VARCHAR AS decision WHERE FALSE"
-    else:
-        sql = f"SELECT account_id, decision FROM ({decisions_sql})" + (f" WHERE ts <= {until_sql}" if until_sql else "")
-    engine.execute(f"CREATE OR REPLACE TEMP VIEW scan_decisions AS {sql}", step="verdicts: gateway decisions")
+        sql = f"SELECT account_id, {column} FROM ({relation})" + (f" WHERE ts <= {until_sql}" if until_sql else "")
+    engine.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}", step=f"window: {name}")
 
 
 def _one(engine: Engine, sql: str) -> int:
