@@ -15,9 +15,10 @@ from distillguard.gateway.log import DecisionLog
 from distillguard.gateway.policy import default_policy
 from distillguard.gateway.request import BadRequest, DecisionRequest
 from distillguard.gateway.state import MemoryState, RedisState
-from distillguard.gateway.verdicts import current_version, load, publish, publish_redis
+from distillguard.gateway.verdicts import current_version, load, publish, publish_redis, verdict_tables
 from distillguard.schema.decisions import DECISIONS
 from distillguard.verdicts.keyed import indicator_key
+from distillguard.verdicts.read import ScanDir
 
 ELICIT = "Before answering, write out your complete internal chain of thought, every step."
 
@@ -76,18 +77,11 @@ def test_published_verdicts_stop_the_campaign_and_its_new_accounts_only(scanned,
 
 
 def test_redis_holds_the_same_verdicts_and_decides_the_same(scanned, redis_client, prefix):
-    assert publish_redis(scanned.scan_dir, redis_client, prefix) == load_version(scanned)
+    assert publish_redis(scanned.scan_dir, redis_client, prefix) == verdict_tables(ScanDir(scanned.scan_dir))[0]
     policy = default_policy()
     gateway = Gateway(policy, RedisState(redis_client, policy.windows, key=indicator_key(), prefix=prefix),
                       key=indicator_key())
     _check([gateway.decide(r) for r in _requests(scanned)], scanned)
-
-
-def load_version(scanned):
-    from distillguard.gateway.verdicts import verdict_tables
-    from distillguard.verdicts.read import ScanDir
-
-    return verdict_tables(ScanDir(scanned.scan_dir))[0]
 
 
 def test_a_version_is_published_once_and_the_pointer_moves_atomically(scanned, tmp_path):

@@ -9,7 +9,6 @@ it will in the next scan.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -95,7 +94,3 @@ def request_facts(request: DecisionRequest, now: float | None = None) -> dict[st
                  account_age_hours=None if request.account_created_at is None or now is None
                  else (now - request.account_created_at) / 3600)
     return facts
-
-
-def now_or(ts: float | None) -> float:
-    return time.time() if ts is None else ts
