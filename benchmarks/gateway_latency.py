@@ -1,27 +1,31 @@
 """Decision latency at a fixed arrival rate, in the process and over HTTP.
 
-    .venv/bin/python benchmarks/gateway_latency.py --world /tmp/gw/medium --scan /tmp/gw/replay/scan \
-        --rate 2000 --seconds 30 --mode memory --mode redis --mode http
+    .venv/bin/python benchmarks/gateway_latency.py --world /tmp/gw/medium --scan /tmp/gw/medscan \
+        --rate 2000 --seconds 30 --mode floor --mode memory --mode redis --mode http
 
 Requests are the world's exchanges (prompts, parameters, addresses, the account's card),
 sent open-loop: request i is due at start + i/rate whatever happened to the ones before,
 and its latency is counted from when it was due, so a gateway that falls behind pays for
 its queue (no coordinated omission). Modes:
 
+  floor   the same loop deciding nothing: what the machine's scheduling costs alone (a
+          shared virtual machine wakes a sleeping process late now and then)
   memory  Gateway in this process, in-process state (the embedded default)
-  redis   Gateway in this process, state in the machine's Redis on loopback
-  http    `distillguard serve gateway --redis ...` (--workers processes) and a client in
-          this process that keeps --connections keep-alive connections busy
+  redis   Gateway in this process, state shared through the machine's Redis on loopback
+  http    `distillguard serve gateway --redis ...` (--http-workers processes) and a client
+          in this process that keeps --connections keep-alive connections busy
 
 In-process modes run --workers processes, each taking every workers-th request (a proxy's
-workers); all share Redis in the redis mode. Figures: median, p99, p99.9 in ms, and the
-rate achieved.
+workers); all share Redis in the redis mode. Everything, the client included, runs on the
+same machine. Figures: median, p99, p99.9 in ms, and the rate achieved, each the median
+of --repeat runs; written to OUT/latency.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -30,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -70,18 +75,19 @@ def _inprocess_worker(mode: str, store: str, bodies: list[dict], rate: float, st
     for r in requests[:200]:  # warm: connections, caches
         gateway.decide(r)
     gateway.warm()
+    decide = (lambda r: None) if mode == "floor" else gateway.decide
     latency = np.empty(len(requests))
     while time.time() < start:
         time.sleep(0.001)
     t0 = time.perf_counter()
     for i, r in enumerate(requests):
         due = t0 + i / rate
-        while (now := time.perf_counter()) < due:
-            if due - now > 0.0005:
-                time.sleep(due - now - 0.0003)
-        gateway.decide(r)
+        if (wait := due - time.perf_counter()) > 0:
+            time.sleep(wait)  # idle as a server is between requests: no spinning on a shared core
+        decide(r)
         latency[i] = time.perf_counter() - due
     q.put((latency, time.perf_counter() - t0))
+    gateway.close()
 
 
 def run_inprocess(mode: str, store: str, bodies: list[dict], rate: float, workers: int) -> dict:
@@ -118,43 +124,111 @@ def run_http(store: str, bodies: list[dict], rate: float, workers: int, connecti
             except httpx.TransportError:
                 time.sleep(0.1)
         payloads = [json.dumps(b).encode() for b in bodies]
-        latency = asyncio.run(_http_load(url, {**headers, "Content-Type": "application/json"}, payloads, rate,
-                                         connections))
+        gc.collect()
+        gc.freeze()  # the client's own collections would count as the gateway's latency
+        latency = asyncio.run(_http_load(port, token, payloads, rate, connections))
         return _summary(latency[0], len(payloads) / latency[1])
     finally:
         server.terminate()
         server.wait(timeout=30)
 
 
-async def _http_load(url, headers, payloads, rate, connections):
-    import httpx
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the load generator: one request at a time, the
+    reply read by its Content-Length. Hand-written rather than an HTTP client library,
+    whose per-request cost (~0.3 ms of CPU in httpx) would take the server's cores."""
 
-    latency = np.empty(len(payloads))
-    queue: asyncio.Queue = asyncio.Queue()
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
-        for p in payloads[:200]:
-            (await client.post("/decide", content=p)).raise_for_status()
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
+    def __init__(self, done, lost):
+        self.done = done  # called with (the status, the body) when a reply is whole
+        self.lost = lost  # called if the server closes the connection
+        self.buffer = b""
+        self.transport = None
 
-        async def worker():
-            while (item := await queue.get()) is not None:
-                i, due = item
-                r = await client.post("/decide", content=payloads[i])
-                r.raise_for_status()
-                latency[i] = loop.time() - due
+    def connection_made(self, transport):
+        self.transport = transport
 
-        tasks = [asyncio.create_task(worker()) for _ in range(connections)]
-        for i in range(len(payloads)):
-            due = t0 + i / rate
-            if (wait := due - loop.time()) > 0:
-                await asyncio.sleep(wait)
-            queue.put_nowait((i, due))
-        for _ in tasks:
-            queue.put_nowait(None)
-        await asyncio.gather(*tasks)
-        return latency, loop.time() - t0
+    def connection_lost(self, exc):
+        self.lost(exc)
+
+    def data_received(self, data):
+        self.buffer += data
+        head_end = self.buffer.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = self.buffer[:head_end].decode("latin-1").split("\r\n")
+        length = next(int(h.split(":", 1)[1]) for h in head if h.lower().startswith("content-length:"))
+        if len(self.buffer) < head_end + 4 + length:
+            return
+        body, self.buffer = self.buffer[head_end + 4:head_end + 4 + length], self.buffer[head_end + 4 + length:]
+        self.done(int(head[0].split()[1]), body)
+
+
+async def _http_load(port, token, payloads, rate, connections):
+    """Open loop: request i is due at t0 + i/rate and waits for a free connection if every
+    one is busy; its latency runs from when it was due to its whole reply."""
+    loop = asyncio.get_running_loop()
+    requests = [(f"POST /decide HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+                 f"Content-Type: application/json\r\nContent-Length: {len(p)}\r\n\r\n").encode() + p
+                for p in payloads]
+    latency = np.full(len(payloads), np.nan)
+    waiting: deque[int] = deque()  # due requests without a connection yet
+    idle: deque = deque()  # used in turn, so that none sits idle long enough to be closed
+    finished = loop.create_future()
+    t0 = 0.0
+    count = {"done": 0}
+
+    def make(conn_state):
+        def done(status, body):
+            i = conn_state["i"]
+            if status != 200:
+                if not finished.done():
+                    finished.set_exception(RuntimeError(f"/decide answered {status}: {body[:200]!r}"))
+                return
+            if i >= 0:
+                latency[i] = loop.time() - (t0 + i / rate)
+                count["done"] += 1
+                if count["done"] == len(payloads) and not finished.done():
+                    finished.set_result(None)
+            send(conn_state)
+        return done
+
+    def send(conn_state):
+        if waiting:
+            conn_state["i"] = i = waiting.popleft()
+            conn_state["proto"].transport.write(requests[i])
+        else:
+            idle.append(conn_state)
+
+    def lost(exc):
+        if not finished.done():
+            finished.set_exception(RuntimeError(f"the gateway closed a connection: {exc}"))
+
+    conns = []
+    for _ in range(connections):
+        state = {"i": -1}
+        _, proto = await loop.create_connection(lambda st=state: _Connection(make(st), lost), "127.0.0.1", port)
+        state["proto"] = proto
+        conns.append(state)
+    for state in conns:  # warm: each connection answers once
+        warm = loop.create_future()
+        state["proto"].done = lambda status, body, w=warm: w.set_result(status)
+        state["proto"].transport.write(requests[0])
+        if await warm != 200:
+            raise RuntimeError("the gateway refused the warm-up request")
+        state["proto"].done = make(state)
+        idle.append(state)
+    t0 = loop.time()
+    for i in range(len(payloads)):
+        if (wait := t0 + i / rate - loop.time()) > 0:
+            await asyncio.sleep(wait)
+        waiting.append(i)
+        if idle:
+            send(idle.popleft())
+    await finished
+    for state in conns:
+        state["proto"].lost = lambda exc: None
+        state["proto"].transport.close()
+    return latency, loop.time() - t0
 
 
 def _summary(latency: np.ndarray, achieved: float) -> dict:
@@ -176,9 +250,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/gateway-latency"))
     ap.add_argument("--rate", type=float, default=2000)
     ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--connections", type=int, default=16)
-    ap.add_argument("--mode", action="append", choices=["memory", "redis", "http"])
+    ap.add_argument("--workers", type=int, default=1, help="processes deciding, in the in-process modes")
+    ap.add_argument("--http-workers", type=int, default=2, help="server processes, in the http mode")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--mode", action="append", choices=["floor", "memory", "redis", "http"])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     os.environ.setdefault(KEY_ENV, secrets.token_hex(32))
@@ -192,16 +267,21 @@ def main() -> None:
     publish_redis(args.scan, client, PREFIX)
     bodies = load_requests(args.world, int(args.rate * args.seconds))
     results = {}
-    for mode in args.mode or ["memory", "redis", "http"]:
+    for mode in args.mode or ["floor", "memory", "redis", "http"]:
         runs = []
         for _ in range(args.repeat):
             for key in client.scan_iter(match=PREFIX.replace("{", "\\{").replace("}", "\\}") + "[wd]:*", count=10000):
                 client.delete(key)  # each run starts with empty windows
-            runs.append(run_http(store, bodies, args.rate, args.workers, args.connections) if mode == "http"
+            runs.append(run_http(store, bodies, args.rate, args.http_workers, args.connections) if mode == "http"
                         else run_inprocess(mode, store, bodies, args.rate, args.workers))
             print(mode, runs[-1], flush=True)
         results[mode] = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
-    print(json.dumps(results, indent=2))
+        results[mode]["runs"] = runs
+    report = {"rate": args.rate, "seconds": args.seconds, "workers": args.workers, "http_workers": args.http_workers,
+              "connections": args.connections, "cores": os.cpu_count(), "results": results}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({m: {k: v for k, v in r.items() if k != "runs"} for m, r in results.items()}, indent=2))
 
 
 if __name__ == "__main__":

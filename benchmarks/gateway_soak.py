@@ -80,7 +80,7 @@ def main() -> None:
         gateway.decide(requests[decided % len(requests)])
         decided += 1
         if now >= next_sample:
-            size = gateway.state.size() if args.state == "memory" else None
+            size = gateway.state.size()
             samples.append({"s": round(now - t0, 1), "rss_mib": round(rss_mib(), 1), "decided": decided,
                             "state_entries": size})
             print(samples[-1], flush=True)

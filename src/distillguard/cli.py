@@ -550,7 +550,7 @@ def serve_gateway(
     import uvicorn
 
     from distillguard.gateway.decide import Gateway
-    from distillguard.gateway.service import ENV, create_app, gateway_token
+    from distillguard.gateway.service import ENV, create_app, gateway_token, serve_workers
 
     if verdicts is not None and redis is not None:
         err.print("[red]error:[/] give --verdicts or --redis, not both (publish --redis puts the verdicts in Redis)")
@@ -578,8 +578,7 @@ def serve_gateway(
             os.environ.pop(ENV[name], None)
         else:
             os.environ[ENV[name]] = str(value)
-    uvicorn.run("distillguard.gateway.service:app_from_env", factory=True, host=host, port=port, workers=workers,
-                access_log=False)
+    raise typer.Exit(serve_workers(host, port, workers))
 
 
 if __name__ == "__main__":  # pragma: no cover

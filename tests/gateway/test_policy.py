@@ -60,3 +60,24 @@ def test_a_condition_can_compare_facts_but_never_run_code(when, complaint):
 def test_a_malformed_policy_is_refused_with_the_reason(change, complaint):
     with pytest.raises(PolicyError, match=complaint):
         parse_policy(RULES.replace(*change), "test")
+
+
+def test_the_prompt_is_scored_only_when_a_rule_reads_an_intent_fact(monkeypatch):
+    from distillguard.gateway import request as request_module
+    from distillguard.gateway.request import DecisionRequest, request_facts
+
+    scored = []
+    real = request_module.request_scores
+    monkeypatch.setattr(request_module, "request_scores", lambda *a: scored.append(a) or real(*a))
+    policy = parse_policy(RULES.replace(b'"account_requests_1m > 10"',
+                                        b'"account_requests_1m > 10 and intent_reasoning > 0.5"'), "test")
+    elicit = DecisionRequest(account_id="a", prompt="Show your full chain of thought, every step, before answering.")
+    # the rule stops at its first condition: the prompt is never scored
+    facts = request_facts(elicit, 0.0)
+    facts.update(_facts())
+    assert policy.decide(facts) == ("allow", ()) and scored == []
+    # it reads the score: the prompt is scored once, and the rule holds
+    facts = request_facts(elicit, 0.0)
+    facts.update(_facts(account_requests_1m=11))
+    assert policy.decide(facts) == ("throttle", ("gate.throttle.fast",))
+    assert len(scored) == 1 and facts["intent_top"] == "reasoning"

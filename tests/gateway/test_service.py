@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ from distillguard.gateway.log import DecisionLog
 from distillguard.gateway.policy import default_policy
 from distillguard.gateway.service import TOKEN_ENV, create_app
 from distillguard.gateway.state import MemoryState, RedisState
-from distillguard.gateway.verdicts import AccountVerdict, VerdictTable, current_version, publish
+from distillguard.gateway.verdicts import AccountVerdict, VerdictTable, current_version, publish, publish_redis
 from distillguard.verdicts.keyed import indicator_key
 
 TOKEN = "service-test-token-not-a-secret"
@@ -226,3 +227,39 @@ def test_publish_refuses_in_one_line(scanned, tmp_path, scan, args, complaint):
     result = CliRunner().invoke(cli, ["publish", str(folder), *args])
     assert result.exit_code == 2 and complaint in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output and not (tmp_path / "store").exists()
+
+
+def test_workers_share_the_connections_and_redis_and_log_every_decision(scanned, tmp_path, redis_client, prefix):
+    """--workers 2: each worker listens on its own SO_REUSEPORT socket, so separate
+    connections reach both; both read the verdicts from Redis; a SIGTERM stops them all."""
+    publish_redis(scanned.scan_dir, redis_client, prefix)
+    actions = pq.read_table(scanned.scan_dir / "accounts.parquet", columns=["account_id", "action"]).to_pydict()
+    suspended = next(a for a, act in zip(actions["account_id"], actions["action"]) if act == "suspend")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "distillguard.cli", "serve", "gateway", "--redis", _url(redis_client), "--prefix", prefix,
+         "--log-dir", str(tmp_path / "log"), "--port", str(port), "--workers", "2"],
+        env={**os.environ, TOKEN_ENV: TOKEN}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{url}/health", headers=AUTH, timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
+                time.sleep(0.2)
+        decisions = []
+        for _ in range(40):  # a connection each: 40 chances for the kernel to pick either worker
+            with httpx.Client(headers=AUTH, timeout=10) as c:
+                decisions.append(c.post(f"{url}/decide", json={"account_id": suspended}).json())
+        assert {d["decision"] for d in decisions} == {"block"}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0].decode()
+    assert server.returncode == 0, output
+    logs = list((tmp_path / "log").iterdir())
+    assert len({p.name.rsplit("-", 3)[1] for p in logs}) == 2  # decisions-<host>-<pid>-<start>-<n>: both served
+    logged = {json.loads(line)["decision_id"] for p in logs for line in p.read_text().splitlines()}
+    assert logged == {d["decision_id"] for d in decisions}

@@ -1,5 +1,6 @@
-"""The shared state: windows count what they should, in memory and in Redis alike, and a
-Redis that stops mid-run fails the way the operator chose, then recovers."""
+"""The shared state: windows count what they should, in memory and in Redis alike (a round
+trip per request, or synced in batches), replicas see each other's requests after a sync,
+and a Redis that stops mid-run fails the way the operator chose, then recovers."""
 
 from __future__ import annotations
 
@@ -36,15 +37,53 @@ def _publish_table(client, prefix):
     client.set(f"{prefix}verdicts:current", TABLE.version)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis-each-request", "redis-batched"])
 def state(request):
     if request.param == "memory":
         s = MemoryState(WINDOWS)
         s.use(TABLE)
-        return s
-    client, prefix = request.getfixturevalue("redis_client"), request.getfixturevalue("prefix")
-    _publish_table(client, prefix)
-    return RedisState(client, WINDOWS, key=KEY, prefix=prefix)
+    else:
+        client, prefix = request.getfixturevalue("redis_client"), request.getfixturevalue("prefix")
+        _publish_table(client, prefix)
+        # batched: no background sync within the test, so a lone replica counts from its own requests
+        s = (RedisState(client, WINDOWS, key=KEY, prefix=prefix, sync_every=0) if request.param == "redis-each-request"
+             else RedisState(client, WINDOWS, key=KEY, prefix=prefix, sync_every=3600, stale_after=3600))
+    yield s
+    s.close()
+
+
+def _replica(client, prefix):
+    return RedisState(client, WINDOWS, key=KEY, prefix=prefix, sync_every=3600, stale_after=3600)
+
+
+def test_replicas_count_each_others_requests_once_they_sync(redis_client, prefix):
+    _publish_table(redis_client, prefix)
+    a, b = _replica(redis_client, prefix), _replica(redis_client, prefix)
+    for i in range(5):
+        a.observe(T0 + i, _keys("shared", ip="10.0.0.1"), [])
+    # b has not heard of a's requests: it counts its own only
+    seen = b.observe(T0 + 5, _keys("shared", ip="10.0.0.1"), [])
+    assert (seen.counts["account_requests_1m"], seen.counts["ip_accounts_1h"]) == (1, 1)
+    a.sync()
+    b.sync()
+    seen = b.observe(T0 + 6, _keys("shared", ip="10.0.0.1"), [])
+    assert seen.counts["account_requests_1m"] == 7  # a's five, b's two
+    assert seen.counts["ip_accounts_1h"] == 1  # one account, however many replicas saw it
+    seen = b.observe(T0 + 7, _keys("other", ip="10.0.0.1"), [])
+    assert seen.counts["ip_accounts_1h"] == 2
+    # the campaign window is shared the same way, under the verdicts each replica loaded; a
+    # window b has not touched yet counts b's own requests until b's next sync reads it
+    a.observe(T0 + 8, _keys("member"), [])
+    a.sync()
+    assert b.observe(T0 + 9, _keys("newcomer"), ["payment:card-hash"]).counts["campaign_requests_1m"] == 1
+    b.sync()
+    assert b.observe(T0 + 9, _keys("newcomer"), ["payment:card-hash"]).counts["campaign_requests_1m"] == 3
+    # and what replicas counted is in Redis for a replica that starts later, after its first sync
+    b.sync()
+    c = _replica(redis_client, prefix)
+    assert c.observe(T0 + 10, _keys("shared"), []).counts["account_requests_1m"] == 1
+    c.sync()
+    assert c.observe(T0 + 10, _keys("shared"), []).counts["account_requests_1m"] == 9
 
 
 def test_requests_are_counted_within_the_window_and_slide_out_after_it(state):
@@ -116,16 +155,20 @@ def private_redis():
         proc.wait()
 
 
-@pytest.mark.parametrize("fail, refused_as", [("open", "allow"), ("closed", "throttle")])
-def test_a_redis_stopped_mid_run_fails_as_configured_and_recovers(private_redis, fail, refused_as, monkeypatch):
-    url, servers, start = private_redis
-    policy = parse_policy(b"""
+_ONE_WINDOW = b"""
 windows:
   account_requests_1m: {per: account, seconds: 60, buckets: 6}
 rules:
   - {code: gate.block.suspended, decision: block, when: "action == 'suspend'", about: x}
-""", "test")
-    state = RedisState.connect(url, policy.windows, key=KEY, prefix="{dg}:")
+"""
+
+
+@pytest.mark.parametrize("fail, refused_as", [("open", "allow"), ("closed", "throttle")])
+def test_a_redis_stopped_mid_run_fails_as_configured_and_recovers(private_redis, fail, refused_as):
+    """A round trip per request: the first request after the stop fails as configured."""
+    url, servers, start = private_redis
+    policy = parse_policy(_ONE_WINDOW, "test")
+    state = RedisState.connect(url, policy.windows, key=KEY, prefix="{dg}:", sync_every=0)
     state.retry_after = 0.2
     gateway = Gateway(policy, state, key=KEY, fail=fail)
     _publish_suspended(state.client)
@@ -148,7 +191,57 @@ rules:
     assert ask().decision == "block"
 
 
+@pytest.mark.parametrize("fail, refused_as", [("open", "allow"), ("closed", "throttle")])
+def test_a_batched_replica_rides_out_a_short_outage_then_fails_as_configured(private_redis, fail, refused_as):
+    """Synced in the background: requests go on under the replica's own state until it is
+    stale_after old, then fail as configured; counts made meanwhile reach Redis when it is back."""
+    url, servers, start = private_redis
+    policy = parse_policy(_ONE_WINDOW, "test")
+    state = RedisState.connect(url, policy.windows, key=KEY, prefix="{dg}:", sync_every=0.02)
+    state.stale_after, state.retry_after = 0.5, 0.1
+    gateway = Gateway(policy, state, key=KEY, fail=fail)
+    _publish_suspended(state.client)
+    ask = lambda: gateway.decide(DecisionRequest(account_id="suspended", prompt="hello", ts=T0))  # noqa: E731
+    assert ask().decision == "block"
+
+    servers[0].kill()
+    servers[0].wait()
+    assert ask().decision == "block"  # within stale_after: the replica's verdicts still hold
+    assert _eventually(lambda: ask().state == "unavailable", within=5)
+    d = ask()
+    assert (d.decision, d.reasons) == (refused_as, (f"gate.{refused_as}.state_unavailable",))
+
+    servers.append(start())
+    _publish_suspended(state.client)
+    assert _eventually(lambda: ask().decision == "block", within=5)
+    # the requests counted while Redis was away were pushed when it came back
+    assert _eventually(lambda: _account_total(state.client) >= 3, within=5)
+    gateway.close()
+
+
+def _eventually(condition, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _account_total(client) -> int:
+    return sum(int(client.get(k)) for k in client.scan_iter(match="\\{dg\\}:w:account_requests_1m:*"))
+
+
 def _publish_suspended(client):
     client.hset("{dg}:verdicts:v1:accounts", "suspended",
                 AccountVerdict("suspend", "campaign-a", "action.suspend.core_anchored", ()).packed())
     client.set("{dg}:verdicts:current", "v1")
+
+
+def test_a_replica_prepared_long_before_its_first_request_is_not_stale(redis_client, prefix):
+    _publish_table(redis_client, prefix)
+    s = RedisState(redis_client, WINDOWS, key=KEY, prefix=prefix, sync_every=0.01, stale_after=0.05)
+    s.prepare()
+    time.sleep(0.1)  # longer than stale_after, before any request
+    assert s.observe(T0, _keys("member"), []).verdict.action == "challenge"
+    s.close()

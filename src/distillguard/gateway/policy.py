@@ -79,20 +79,20 @@ class Policy:
 
     def decide(self, facts: dict) -> tuple[str, tuple[str, ...]]:
         """The decision and its reasons: every rule that holds, strongest decision first."""
-        held = [(DECISIONS.index(r.decision), i, r) for i, (r, test) in enumerate(zip(self.rules, _tests(self)))
+        held = [(DECISIONS.index(r.decision), i, r) for i, (r, test) in enumerate(zip(self.rules, self._tests))
                 if test(facts)]
         if not held:
             return "allow", ()
         held.sort()
         return held[0][2].decision, tuple(r.code for _, _, r in held)
 
+    @functools.cached_property
+    def _tests(self):
+        # on the instance: a cache keyed by the policy would hash all its rules per request
+        return tuple(_compile(r.when, self.facts(), r.code) for r in self.rules)
+
     def about(self) -> dict[str, str]:
         return {r.code: r.about for r in self.rules}
-
-
-@functools.cache
-def _tests(policy: Policy):
-    return tuple(_compile(r.when, policy.facts(), r.code) for r in policy.rules)
 
 
 _ALLOWED = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Eq, ast.NotEq,
@@ -166,5 +166,5 @@ def parse_policy(data: bytes, source: str) -> Policy:
     policy = Policy(link_identifiers=links, windows=tuple(windows), rules=tuple(rules), degrade=degrade,
                     retry_after_seconds=int(raw.get("retry_after_seconds", 30)),
                     version=hashlib.sha256(data).hexdigest()[:16])
-    _tests(policy)  # every condition checked now, not on the first request
+    policy._tests  # every condition checked now, not on the first request
     return policy

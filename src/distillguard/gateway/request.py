@@ -52,8 +52,7 @@ class DecisionRequest:
         """A request from JSON, checked field by field (the error names the field)."""
         if not isinstance(body, dict):
             raise BadRequest("the request must be a JSON object")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(body) - set(known))
+        unknown = sorted(set(body) - _KINDS.keys())
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(repr(u)[:60] for u in unknown[:5])}")
         values = {}
@@ -82,15 +81,34 @@ _NAMES = {str: "a string", float: "a number", int: "an integer", bool: "true or 
 assert set(_KINDS) == {f.name for f in fields(DecisionRequest)}
 
 
-def request_facts(request: DecisionRequest, now: float | None = None) -> dict[str, Any]:
-    """The facts of policy.yaml that the request gives alone (REQUEST_FACTS, CALLER_FACTS)."""
-    scores = request_scores(read_window(request.prompt), request.system)
-    top_kind = max(INTENT_KINDS, key=lambda k: scores[k])
-    now = request.ts if now is None else now
-    facts: dict[str, Any] = {f"intent_{k}": scores[k] for k in INTENT_KINDS}
-    facts.update(intent_max=scores[top_kind], intent_top=top_kind if scores[top_kind] >= INTENT_TOP_MIN else None,
-                 logprobs=request.logprobs, n=request.n, thinking=request.thinking, max_tokens=request.max_tokens,
-                 tools=request.tools, verified=request.verified,
-                 account_age_hours=None if request.account_created_at is None or now is None
-                 else (now - request.account_created_at) / 3600)
-    return facts
+INTENT_FACTS = frozenset((*(f"intent_{k}" for k in INTENT_KINDS), "intent_max", "intent_top"))
+
+
+class RequestFacts(dict):
+    """The facts of policy.yaml that the request gives alone (REQUEST_FACTS, CALLER_FACTS).
+
+    The intent facts are computed when a rule first reads one: scoring the prompt is most of
+    a decision's cost, and under the shipped policy most requests never reach a rule that
+    reads it (conditions are evaluated left to right and stop early)."""
+
+    def __init__(self, request: DecisionRequest, now: float | None = None):
+        now = request.ts if now is None else now
+        super().__init__(logprobs=request.logprobs, n=request.n, thinking=request.thinking,
+                         max_tokens=request.max_tokens, tools=request.tools, verified=request.verified,
+                         account_age_hours=None if request.account_created_at is None or now is None
+                         else (now - request.account_created_at) / 3600)
+        self.request = request
+
+    def __missing__(self, name: str) -> Any:
+        if name not in INTENT_FACTS:
+            raise KeyError(name)
+        scores = request_scores(read_window(self.request.prompt), self.request.system)
+        top_kind = max(INTENT_KINDS, key=lambda k: scores[k])
+        self.update({f"intent_{k}": scores[k] for k in INTENT_KINDS})
+        self.update(intent_max=scores[top_kind],
+                    intent_top=top_kind if scores[top_kind] >= INTENT_TOP_MIN else None)
+        return self[name]
+
+
+def request_facts(request: DecisionRequest, now: float | None = None) -> RequestFacts:
+    return RequestFacts(request, now)

@@ -144,6 +144,12 @@ class IntentModel:
     def literal_index(self) -> _LiteralIndex:
         return _LiteralIndex(self.patterns)
 
+    @functools.cached_property
+    def online(self) -> "_OnlineModel":
+        # kept on the model rather than in a cache keyed by it: hashing a frozen model
+        # hashes its ~200 patterns, which cost more than scoring a short prompt
+        return _OnlineModel.of(self)
+
 
 # ------------------------------------------------------------------ loading
 
@@ -520,26 +526,25 @@ class _OnlineModel:
     anchored: tuple[int, ...]
     patterns: tuple[tuple[Pattern, re2._Regexp], ...]
 
+    @classmethod
+    def of(cls, model: IntentModel) -> "_OnlineModel":
+        finder = ahocorasick.Automaton()
+        by_literal: dict[str, list[int]] = {}
+        for i, p in enumerate(model.patterns):
+            for lit in p.literals:
+                by_literal.setdefault(lit, []).append(i)
+        for lit in by_literal:
+            finder.add_word(lit, lit)
+        finder.make_automaton()
+        return cls(finder=finder, by_literal={k: tuple(v) for k, v in by_literal.items()},
+                   anchored=tuple(i for i, p in enumerate(model.patterns) if p.anchored),
+                   patterns=tuple((p, re2.compile(p.regex)) for p in model.patterns))
+
     def candidates(self, text: str) -> set[int]:
         found = set(self.anchored)
         for _, lit in self.finder.iter(text):
             found.update(self.by_literal[lit])
         return found
-
-
-@functools.cache
-def _online(model: IntentModel) -> _OnlineModel:
-    finder = ahocorasick.Automaton()
-    by_literal: dict[str, list[int]] = {}
-    for i, p in enumerate(model.patterns):
-        for lit in p.literals:
-            by_literal.setdefault(lit, []).append(i)
-    for lit in by_literal:
-        finder.add_word(lit, lit)
-    finder.make_automaton()
-    return _OnlineModel(finder=finder, by_literal={k: tuple(v) for k, v in by_literal.items()},
-                        anchored=tuple(i for i, p in enumerate(model.patterns) if p.anchored),
-                        patterns=tuple((p, re2.compile(p.regex)) for p in model.patterns))
 
 
 def request_scores(prompt: str, system: str | None = None, patterns: IntentModel | None = None) -> dict[str, float]:
@@ -550,7 +555,7 @@ def request_scores(prompt: str, system: str | None = None, patterns: IntentModel
     pattern's regex runs only when one of its literals is there. The caller cuts the
     prompt to the read window (signals/request.py read_window), as the batch path does."""
     model = patterns or load_patterns()
-    online = _online(model)
+    online = model.online
     texts = {"prompt": prompt.lower(), "system": (system or "").lower()}
     candidates = {field: online.candidates(text) if text else set() for field, text in texts.items()}
     z = {k.kind: k.bias for k in model.kinds}
